@@ -1,0 +1,2 @@
+# Loads the harness pytest plugin, which collects the Experiment specs in experiments/.
+pytest_plugins = ["harness.plugin"]

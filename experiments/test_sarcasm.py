@@ -1,0 +1,33 @@
+"""Does a QLoRA fine-tune of SmolLM2-135M beat prompting it at spotting sarcastic headlines?
+
+    pytest experiments/test_sarcasm.py
+
+The candidate must beat the best prompt baseline (picked on validation) by 5% relative
+accuracy on the sealed test split, with the whole 95% paired-bootstrap interval above 5%.
+"""
+from harness import Experiment, QLoRA, baselines
+
+experiment = Experiment(
+    name="sarcasm",
+    data="experiments/data/sarcasm.jsonl",
+    model="smollm2-135m-instruct",
+    metric="accuracy",
+    task="classification",
+    split=(480, 120, 400),  # rows: train / val (picks the best baseline) / test (sealed)
+    baselines=[
+        baselines.zero_shot("baselines/sarcasm/system.md"),
+        baselines.few_shot("baselines/sarcasm/system.md", k=8),
+    ],
+    candidate=QLoRA(r=16, alpha=32, learning_rate=2e-4, epochs=2),
+    threshold=0.05,
+)
+
+
+def test_candidate_answers_within_a_second(result):
+    """Users add their own checks as plain asserts on the result."""
+    assert result.candidate.latency_p95_ms < 1000
+
+
+def test_best_baseline_was_picked_on_validation(result):
+    best = result.baselines[result.best_baseline]
+    assert all(best.metrics["val"]["accuracy"] >= b.metrics["val"]["accuracy"] for b in result.baselines.values())

@@ -1,0 +1,11 @@
+"""harness: decide, with evidence, whether fine-tuning an LLM beats prompting it.
+
+    from harness import Experiment, QLoRA, baselines
+
+Importing this package is cheap: torch and transformers load only when an experiment runs.
+"""
+from harness import baselines
+from harness.experiment import Experiment, QLoRA
+
+__all__ = ["Experiment", "QLoRA", "baselines"]
+__version__ = "0.1.0"

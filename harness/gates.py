@@ -1,0 +1,100 @@
+"""Gates: each turns stored numbers into a verdict that reads like a finding.
+
+Every function here is pure: given scores, curves and thresholds it returns a `Verdict`,
+so a verdict can be re-derived from the store alone.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from harness import stats
+
+PASS, FAIL, INCONCLUSIVE, SKIP = "PASS", "FAIL", "INCONCLUSIVE", "SKIP"
+
+
+@dataclass
+class Verdict:
+    gate: str
+    outcome: str
+    message: str
+    details: dict = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return self.outcome in (PASS, SKIP)
+
+    def row(self) -> dict:
+        return {"gate": self.gate, "outcome": self.outcome, "message": self.message, "details": self.details}
+
+
+def _pct(x: float) -> str:
+    return f"{x * 100:+.1f}%"
+
+
+def data_quality(checks: list) -> Verdict:
+    """FAIL on any error-level check; warnings are listed but do not fail."""
+    errors = [c for c in checks if c.level == "error"]
+    warnings = [c for c in checks if c.level == "warning"]
+    details = {"errors": len(errors), "warnings": len(warnings), "checks": [c.name for c in checks]}
+    if errors:
+        return Verdict("data_quality", FAIL, "; ".join(f"{c.name}: {c.message}" for c in errors), details)
+    summary = "; ".join(f"{c.name}: {c.message}" for c in warnings) or "no warnings"
+    return Verdict("data_quality", PASS, f"no errors, {len(warnings)} warning(s): {summary}", details)
+
+
+def five_percent_rule(metric: str, candidate_scores: list[float], baseline_name: str, baseline_scores: list[float],
+                      *, threshold: float = 0.05, relative: bool = True, confidence: float = 0.95,
+                      allow_inconclusive: bool = False, seed: int = 0, resamples: int = 2000) -> Verdict:
+    """The candidate must beat the best baseline by `threshold`, judged on a paired bootstrap interval."""
+    u = stats.paired_uplift(candidate_scores, baseline_scores, threshold=threshold, relative=relative,
+                            confidence=confidence, resamples=resamples, seed=seed)
+    fmt = _pct if relative else (lambda x: f"{x * 100:+.1f} pts")
+    limit = f"{threshold * 100:g}%" if relative else f"{threshold * 100:g} pts"
+    relation = {"PASS": ">=", "FAIL": "<"}.get(u.outcome, "vs")
+    message = (f"{metric} {u.candidate:.3f} vs {baseline_name} {u.baseline:.3f}, uplift {fmt(u.uplift)} "
+               f"({confidence * 100:g}% CI {fmt(u.low)}..{fmt(u.high)}) {relation} {limit} on {u.n} paired test rows")
+    if u.mcnemar_p is not None:
+        message += f"; McNemar p={u.mcnemar_p:.3g} ({u.discordant[1]} fixed, {u.discordant[0]} broken)"
+    outcome = u.outcome
+    if outcome == INCONCLUSIVE and u.n_to_settle:
+        message += f"; about {u.n_to_settle:,} test rows would settle it"
+    details = asdict(u)
+    details.update(metric=metric, baseline=baseline_name, baseline_score=u.baseline, candidate_score=u.candidate,
+                   confidence=confidence, allow_inconclusive=allow_inconclusive)
+    if outcome == INCONCLUSIVE and allow_inconclusive:
+        message += " (allowed by the spec)"
+    return Verdict("five_percent_rule", outcome, message, details)
+
+
+def overfit(curves: list[dict], *, train_score: float | None, test_score: float | None, metric: str,
+            rising_evals: int = 2, max_gap: float = 0.15) -> Verdict:
+    """Overfitting shows as val loss rising while train loss falls, or a wide train-test gap."""
+    findings = []
+    val = sorted((c["step"], c["loss"]) for c in curves if c["split"] == "val")
+    train = sorted((c["step"], c["loss"]) for c in curves if c["split"] == "train")
+    for end in range(rising_evals, len(val)):
+        window = val[end - rising_evals:end + 1]
+        if all(b[1] > a[1] for a, b in zip(window, window[1:])):
+            lo, hi = window[0][0], window[-1][0]
+            inside = [loss for step, loss in train if lo <= step <= hi]
+            if len(inside) >= 2 and inside[-1] < inside[0]:
+                points = ", ".join(f"step {s}: {loss:.4f}" for s, loss in window)
+                findings.append(f"val loss rose {rising_evals} evaluations in a row ({points}) while train loss "
+                                f"fell {inside[0]:.4f} -> {inside[-1]:.4f}")
+                break
+    if train_score is not None and test_score is not None:
+        gap = train_score - test_score
+        if train_score >= 0.999 and test_score < 1 - max_gap:
+            findings.append(f"perfect train {metric} ({train_score:.3f}) but test {test_score:.3f}")
+        elif gap > max_gap:
+            findings.append(f"train {metric} {train_score:.3f} vs test {test_score:.3f}: gap {gap:.3f} > {max_gap}")
+    details = {"rising_evals": rising_evals, "max_gap": max_gap, "train_score": train_score,
+               "test_score": test_score, "val_curve": val}
+    if not val and train_score is None:
+        return Verdict("overfit", SKIP, "no validation curve or train score to judge", details)
+    if findings:
+        return Verdict("overfit", FAIL, "; ".join(findings), details)
+    tail = f"val loss {val[0][1]:.4f} -> {val[-1][1]:.4f} over {len(val)} evaluations" if val else "no val curve"
+    gap_text = (f"; train {metric} {train_score:.3f} vs test {test_score:.3f}"
+                if train_score is not None and test_score is not None else "")
+    return Verdict("overfit", PASS, f"no sign of overfitting: {tail}{gap_text}", details)

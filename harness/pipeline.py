@@ -1,0 +1,305 @@
+"""The one place that wires an experiment together:
+
+    spec -> data -> baselines / candidate -> predictions -> metrics -> gates -> store
+
+`run_experiment` returns a `Result` (what user tests in the spec file see) and writes the
+whole run to the store in one transaction; a run that fails is recorded as failed.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from harness import data as data_mod
+from harness import gates, metrics, prompts, scoring, stats
+from harness.errors import DataError, HarnessError, SpecError
+from harness.experiment import Experiment
+from harness.store import RunRecord, Store
+
+TRAIN_SCORE_ROWS = 200  # rows of train scored for the overfit gate's train-vs-test gap
+
+
+@dataclass
+class Approach:
+    """One way of solving the task (a prompt baseline or the fine-tuned candidate) and how it did."""
+
+    name: str
+    kind: str  # baseline | candidate
+    config: dict
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # split -> metric -> value
+    predictions: dict[str, list[str]] = field(default_factory=dict)     # split -> outputs
+    scores: dict[str, list[float]] = field(default_factory=dict)        # split -> per-example key metric
+    prompt_tokens: float = 0.0
+    latency_p50_ms: float = 0.0
+    latency_p95_ms: float = 0.0
+    train_seconds: float | None = None
+
+
+@dataclass
+class Result:
+    """Everything one run of an experiment produced; the `result` fixture returns this."""
+
+    run_id: str
+    experiment: str
+    task: str
+    metric: str
+    baselines: dict[str, Approach]
+    best_baseline: str
+    candidate: Approach | None
+    gates: dict[str, gates.Verdict]
+    checks: list
+    curves: list[dict]
+    split_sizes: dict[str, int]
+    seconds: float
+
+
+def _git_commit(root: Path) -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def provenance(root: Path, experiment: Experiment) -> dict:
+    import importlib.metadata as md
+
+    versions = {}
+    for lib in ("harness", "torch", "transformers", "peft", "trl", "bitsandbytes", "datasets", "evaluate", "duckdb"):
+        try:
+            versions[lib] = md.version(lib)
+        except md.PackageNotFoundError:
+            pass
+    import torch
+
+    hardware = {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
+                "device": "cuda" if torch.cuda.is_available() else "cpu"}
+    if torch.cuda.is_available():
+        hardware["gpu"] = torch.cuda.get_device_name(0)
+    return {"git_commit": _git_commit(root), "versions": versions, "hardware": hardware,
+            "seeds": {"split": experiment.seed, "train": experiment.candidate.seed if experiment.candidate else None,
+                      "bootstrap": experiment.seed}}
+
+
+def _load_data(experiment: Experiment, root: Path):
+    """(all samples, splits, checks, sha256, path) for a single file or a dict of split files."""
+    paths = experiment.data.values() if isinstance(experiment.data, dict) else [experiment.data]
+    for path in paths:
+        if not (root / path).is_file():
+            raise DataError(f"{experiment.name}: data file {path} not found; check the path in the spec "
+                            f"(paths are relative to the project root, {root})")
+    if isinstance(experiment.data, dict):
+        loaded = {k: data_mod.load(root / v, max_rows=experiment.max_rows) for k, v in experiment.data.items()}
+        checks = [c for d in loaded.values() for c in d.checks]
+        samples = [s for d in loaded.values() for s in d.samples]
+        splits = data_mod.Splits(loaded["train"].samples, loaded["val"].samples if "val" in loaded else [],
+                                 loaded["test"].samples, data_mod.content_hash(loaded["test"].samples))
+        sha = hashlib.sha256("".join(d.sha256 for d in loaded.values()).encode()).hexdigest()
+        return samples, splits, checks, sha, str(experiment.data), loaded["train"]
+    dataset = data_mod.load(root / experiment.data, max_rows=experiment.max_rows)
+    return dataset.samples, None, dataset.checks, dataset.sha256, str(experiment.data), dataset
+
+
+def _key_metric(experiment: Experiment, task: str):
+    name = experiment.metric
+    if name not in metrics.KEY_METRICS:
+        raise SpecError(f"Experiment {experiment.name!r}: metric {name!r} cannot be a key metric (it must be a mean "
+                        f"of per-example scores); use one of {', '.join(sorted(metrics.KEY_METRICS))}")
+    extra = list(experiment.metrics) or (["macro_f1"] if task == "classification" else ["exact_match"])
+    return metrics.load(name), [metrics.load(m) for m in extra if m != name]
+
+
+class _Scorer:
+    """Scores prompts with one model: label likelihoods for classification, generation otherwise."""
+
+    def __init__(self, tokenizer, task: str, labels: list[str], max_new_tokens: int, batch_size: int,
+                 log: Callable[[str], None]):
+        self.tokenizer, self.task, self.labels = tokenizer, task, labels
+        self.max_new_tokens, self.batch_size, self.log = max_new_tokens, batch_size, log
+
+    def __call__(self, model, message_lists: list[list[dict]], what: str) -> scoring.Scored:
+        rendered = [scoring.render(self.tokenizer, m) for m in message_lists]
+        step = max(1, len(rendered) // 4)
+
+        def progress(done, total):
+            if done == total or done % step < self.batch_size:
+                self.log(f"{what}: {done}/{total}")
+
+        if self.task == "classification":
+            return scoring.score_labels(model, self.tokenizer, rendered, self.labels, batch_size=self.batch_size,
+                                        progress=progress)
+        return scoring.generate(model, self.tokenizer, rendered, max_new_tokens=self.max_new_tokens,
+                                batch_size=self.batch_size, progress=progress)
+
+
+def _named(metric: str, extra: dict) -> dict:
+    """Side aggregates keyed so they cannot clash: rouge1 stays, bertscore's precision is bertscore_precision."""
+    return {k if k.lower().startswith(metric[:5]) else f"{metric}_{k}": v for k, v in extra.items()}
+
+
+def _evaluate(approach: Approach, scored_by_split: dict, splits: dict, key, extra) -> None:
+    latencies, tokens = [], []
+    for split, scored in scored_by_split.items():
+        refs = [s.answer.strip() for s in splits[split]]
+        preds = [p.strip() for p in scored.predictions]
+        result = key.score(preds, refs)
+        approach.metrics[split] = {key.name: result.value, **_named(key.name, result.extra)}
+        for m in extra:
+            r = m.score(preds, refs)
+            approach.metrics[split].update({m.name: r.value, **_named(m.name, r.extra)})
+        approach.predictions[split] = scored.predictions
+        approach.scores[split] = list(result.per_example)
+        if split == "test":
+            latencies, tokens = scored.latencies_ms, scored.prompt_tokens
+    if latencies:
+        approach.latency_p50_ms = stats.percentile(latencies, 50)
+        approach.latency_p95_ms = stats.percentile(latencies, 95)
+        approach.prompt_tokens = sum(tokens) / len(tokens)
+
+
+def run_experiment(experiment: Experiment, store: Store, *, root: str | Path = ".",
+                   log: Callable[[str], None] = print, work_dir: str | Path | None = None) -> Result:
+    """Run one experiment end to end and record it. Raises HarnessError for a user's mistake."""
+    root = Path(root)
+    started = time.perf_counter()
+    run_id = store.start_run(experiment.name, spec_file=experiment.spec_file, config=experiment.config())
+    record = RunRecord()
+    try:
+        result = _run(experiment, store, run_id, record, root, log, work_dir, started)
+    except HarnessError as e:
+        store.fail_run(run_id, str(e), record)
+        raise
+    except BaseException as e:  # a crash or Ctrl-C: the run is marked failed, nothing half-written
+        store.fail_run(run_id, f"{type(e).__name__}: {e}", record)
+        raise
+    return result
+
+
+def _run(experiment: Experiment, store: Store, run_id: str, record: RunRecord, root: Path,
+         log: Callable[[str], None], work_dir, started: float) -> Result:
+    from harness import models
+
+    name = experiment.name
+    samples, splits, checks, data_sha, data_path, _ = _load_data(experiment, root)
+    task = experiment.task or data_mod.infer_task(samples)
+    if not isinstance(experiment.data, dict):
+        checks = checks + data_mod.quality_checks(data_mod.Dataset(data_path, "", samples, data_sha), task)
+    record.checks = [{"name": c.name, "level": c.level, "message": c.message, "lines": c.lines[:1000]}
+                     for c in checks]
+    quality = gates.data_quality(checks)
+    if quality.outcome == gates.FAIL:
+        raise DataError(f"{name}: data file {data_path}: {quality.message}")
+    if splits is None:
+        splits = data_mod.split(samples, experiment.split, seed=experiment.seed,
+                                stratify=task == "classification")
+    by_split = {"val": splits.val, "test": splits.test}
+    by_split = {k: v for k, v in by_split.items() if v}
+    labels = data_mod.labels(splits.train) if task == "classification" else []
+    if task == "classification":
+        unseen = sorted({s.answer.strip() for s in splits.test + splits.val} - set(labels))
+        if unseen:
+            raise DataError(f"{name}: labels {unseen} appear in val/test but never in train; add train rows for them")
+    key, extra = _key_metric(experiment, task)
+    log(f"{name}: {task}, {len(splits.train)} train / {len(splits.val)} val / {len(splits.test)} test rows; "
+        f"key metric {key.name}")
+
+    resolved = models.resolve(experiment.model)
+    tokenizer = models.load_tokenizer(resolved, trust_remote_code=experiment.trust_remote_code)
+    tokenizer.padding_side = "left"
+    max_new = 16
+    if task == "generation":
+        longest = max(len(tokenizer(s.answer, add_special_tokens=False)["input_ids"]) for s in splits.train + splits.val)
+        max_new = longest + 8  # room for a slightly longer answer than any seen, no more
+    scorer = _Scorer(tokenizer, task, labels, max_new, experiment.eval_batch_size, log)
+    record.run_fields = {"task": task, "key_metric": key.name, "model": experiment.model,
+                         "model_sha256": resolved.sha256, "data_path": data_path, "data_sha256": data_sha,
+                         "test_sha256": splits.test_sha256, "provenance": provenance(root, experiment)}
+
+    model = models.load_model(resolved, quantize=True, trust_remote_code=experiment.trust_remote_code)
+    baselines: dict[str, Approach] = {}
+    for baseline in experiment.baselines:
+        system = baseline.system_prompt(root)
+        shots = prompts.choose_shots(splits.train, baseline.k, baseline.seed) if baseline.k else []
+        approach = Approach(baseline.name, "baseline", {**baseline.config(), "system_prompt": system,
+                                                        "shots": [[s.input_text, s.answer] for s in shots]})
+        scored = {split: scorer(model, [prompts.baseline_messages(s, system, shots) for s in rows],
+                                f"{name}: {baseline.name} {split}") for split, rows in by_split.items()}
+        _evaluate(approach, scored, by_split, key, extra)
+        baselines[baseline.name] = approach
+        log(f"{name}: {baseline.name} {key.name} " + ", ".join(f"{s} {approach.metrics[s][key.name]:.3f}"
+                                                            for s in scored))
+    # The best baseline is picked on validation, never on test (no winner's curse).
+    pick_split = "val" if "val" in by_split else "test"
+    best = max(baselines.values(), key=lambda a: a.metrics[pick_split][key.name])
+
+    candidate, curves, train_score = None, [], None
+    if experiment.candidate is not None:
+        from harness import train as train_mod
+
+        spec = experiment.candidate
+        system = Path(root / spec.system_prompt).read_text(encoding="utf-8").strip() if spec.system_prompt else None
+        to_rows = lambda rows: [train_mod.conversation(prompts.candidate_messages(s, system), s.answer) for s in rows]
+        if work_dir is None:
+            work_dir = Path(store.path).parent if store.path != ":memory:" else root / ".harness"
+        out_dir = Path(work_dir) / "runs" / run_id
+        peft_model, trained = train_mod.train(model, tokenizer, spec, to_rows(splits.train), to_rows(splits.val),
+                                              out_dir, log=log, name=f"{name}: candidate")
+        curves = trained.curves
+        candidate = Approach("candidate", "candidate", {**spec.config(), "trainable_params": trained.trainable_params,
+                                                        "steps": trained.steps, "device": trained.device},
+                             train_seconds=trained.seconds)
+        tokenizer.padding_side = "left"
+        scored = {split: scorer(peft_model, [prompts.candidate_messages(s, system) for s in rows],
+                                f"{name}: candidate {split}") for split, rows in by_split.items()}
+        train_rows = splits.train[:TRAIN_SCORE_ROWS]
+        scored_train = scorer(peft_model, [prompts.candidate_messages(s, system) for s in train_rows],
+                              f"{name}: candidate train (overfit check)")
+        _evaluate(candidate, scored, by_split, key, extra)
+        train_score = key.score([p.strip() for p in scored_train.predictions],
+                                [s.answer.strip() for s in train_rows]).value
+        candidate.metrics["train"] = {key.name: train_score}
+        record.approaches.append(_approach_row(candidate, trained.adapter_path, trained.adapter_sha256))
+        log(f"{name}: candidate {key.name} " + ", ".join(f"{s} {candidate.metrics[s][key.name]:.3f}" for s in scored))
+
+    verdicts = {"data_quality": quality}
+    if candidate is not None:
+        verdicts["five_percent_rule"] = gates.five_percent_rule(
+            key.name, candidate.scores["test"], best.name, best.scores["test"], threshold=experiment.threshold,
+            relative=experiment.relative, confidence=experiment.confidence,
+            allow_inconclusive=experiment.allow_inconclusive, seed=experiment.seed)
+        verdicts["five_percent_rule"].details["picked_on"] = pick_split
+        verdicts["overfit"] = gates.overfit(curves, train_score=train_score, test_score=candidate.metrics["test"][key.name],
+                                            metric=key.name)
+    else:
+        verdicts["five_percent_rule"] = gates.Verdict("five_percent_rule", gates.SKIP,
+                                                      "no candidate declared; baselines only")
+
+    record.approaches += [_approach_row(a) for a in baselines.values()]
+    for approach in list(baselines.values()) + ([candidate] if candidate else []):
+        for split, values in approach.metrics.items():
+            record.metrics += [{"approach": approach.name, "split": split, "metric": m, "value": v}
+                               for m, v in values.items()]
+        for split, preds in approach.predictions.items():
+            rows = by_split[split]
+            record.predictions += [{"approach": approach.name, "split": split, "idx": i, "example_key": s.key,
+                                    "input": s.input_text, "reference": s.answer, "prediction": p,
+                                    "score": approach.scores[split][i] if approach.scores[split] else None}
+                                   for i, (s, p) in enumerate(zip(rows, preds))]
+    record.curves = [{"approach": "candidate", **c} for c in curves]
+    record.gates = [v.row() for v in verdicts.values()]
+    store.finish_run(run_id, record)
+    return Result(run_id, name, task, key.name, baselines, best.name, candidate, verdicts, checks, curves,
+                  {"train": len(splits.train), "val": len(splits.val), "test": len(splits.test)},
+                  time.perf_counter() - started)
+
+
+def _approach_row(a: Approach, adapter_path: str | None = None, adapter_sha256: str | None = None) -> dict:
+    return {"approach": a.name, "kind": a.kind, "config": a.config, "prompt_tokens": a.prompt_tokens,
+            "latency_p50_ms": a.latency_p50_ms, "latency_p95_ms": a.latency_p95_ms,
+            "train_seconds": a.train_seconds, "adapter_path": adapter_path, "adapter_sha256": adapter_sha256}

@@ -1,0 +1,202 @@
+"""The pytest plugin: Experiments declared in experiments/*.py become gate items.
+
+    experiments/test_sarcasm.py::sarcasm::data_quality
+    experiments/test_sarcasm.py::sarcasm::five_percent_rule
+    experiments/test_sarcasm.py::sarcasm::overfit
+
+The experiment runs once, when its first item runs; every gate item then reads its
+verdict. A `result` fixture gives user tests in the same file the scores, predictions
+and curves. At the end of the session a summary table is printed and the HTML reports
+are rebuilt from the store.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from harness.errors import HarnessError
+from harness.experiment import Experiment
+
+GATES_WITH_CANDIDATE = ("data_quality", "five_percent_rule", "overfit")
+GATES_WITHOUT_CANDIDATE = ("data_quality", "five_percent_rule")
+VERDICT_PROPERTY = "harness_verdict"
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("harness", "fine-tuning experiments (harness)")
+    group.addoption("--harness-store", default=None, metavar="PATH",
+                    help="DuckDB store for runs (default: <rootdir>/.harness/harness.duckdb)")
+    group.addoption("--harness-reports", default=None, metavar="DIR",
+                    help="where HTML reports are written (default: <rootdir>/reports)")
+    group.addoption("--harness-no-report", action="store_true", default=False,
+                    help="do not rebuild the HTML reports at the end of the session")
+
+
+class _Session:
+    """Per-pytest-session state: the store, and each experiment's result or error."""
+
+    def __init__(self, config):
+        self.config = config
+        root = Path(config.rootpath)
+        self.root = root
+        self.store_path = Path(config.getoption("--harness-store") or root / ".harness" / "harness.duckdb")
+        self.reports_dir = Path(config.getoption("--harness-reports") or root / "reports")
+        self._store = None
+        self.outcomes: dict[str, object] = {}  # experiment name -> Result or exception
+        self.verdicts: list[dict] = []
+        self.ran = False
+
+    @property
+    def store(self):
+        if self._store is None:
+            from harness.store import Store
+
+            self._store = Store(self.store_path)
+        return self._store
+
+    def log(self, message: str) -> None:
+        reporter = self.config.pluginmanager.getplugin("terminalreporter")
+        capture = self.config.pluginmanager.getplugin("capturemanager")
+        if reporter is None or capture is None:
+            return
+        with capture.global_and_fixture_disabled():
+            reporter.write_line(f"  [harness] {message}")
+
+    def result(self, experiment: Experiment):
+        if experiment.name not in self.outcomes:
+            from harness.pipeline import run_experiment
+
+            self.ran = True
+            self.log(f"running experiment {experiment.name!r} ({experiment.spec_file})")
+            try:
+                self.outcomes[experiment.name] = run_experiment(experiment, self.store, root=self.root, log=self.log)
+            except Exception as e:  # kept, so every gate item of the experiment reports the same cause
+                self.outcomes[experiment.name] = e
+        outcome = self.outcomes[experiment.name]
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+
+def pytest_configure(config):
+    config._harness = _Session(config)
+    _active.append(config._harness)
+
+
+def pytest_unconfigure(config):
+    if _active and _active[-1] is getattr(config, "_harness", None):
+        _active.pop()
+
+
+def pytest_pycollect_makeitem(collector, name, obj):
+    if isinstance(obj, Experiment):
+        spec_file = str(Path(collector.path).relative_to(collector.config.rootpath)) \
+            if Path(collector.path).is_relative_to(collector.config.rootpath) else str(collector.path)
+        object.__setattr__(obj, "spec_file", spec_file)
+        return ExperimentNode.from_parent(collector, name=obj.name, experiment=obj)
+    return None
+
+
+class ExperimentNode(pytest.Collector):
+    def __init__(self, *, experiment: Experiment, **kwargs):
+        super().__init__(**kwargs)
+        self.experiment = experiment
+
+    def collect(self):
+        gates = GATES_WITH_CANDIDATE if self.experiment.candidate else GATES_WITHOUT_CANDIDATE
+        for gate in gates:
+            yield GateItem.from_parent(self, name=gate, gate=gate, experiment=self.experiment)
+
+
+class GateFailed(Exception):
+    def __init__(self, verdict):
+        super().__init__(f"{verdict.gate} {verdict.outcome}: {verdict.message}")
+        self.verdict = verdict
+
+
+class GateItem(pytest.Item):
+    def __init__(self, *, gate: str, experiment: Experiment, **kwargs):
+        super().__init__(**kwargs)
+        self.gate, self.experiment = gate, experiment
+
+    def runtest(self):
+        result = self.config._harness.result(self.experiment)
+        verdict = result.gates[self.gate]
+        self.user_properties.append((VERDICT_PROPERTY, json.dumps(
+            {"experiment": self.experiment.name, "gate": self.gate, "outcome": verdict.outcome,
+             "message": verdict.message})))
+        if verdict.outcome == "SKIP":
+            pytest.skip(f"{self.gate}: {verdict.message}")
+        allowed = verdict.outcome == "INCONCLUSIVE" and verdict.details.get("allow_inconclusive")
+        if verdict.outcome != "PASS" and not allowed:
+            raise GateFailed(verdict)
+
+    def repr_failure(self, excinfo, style=None):
+        if isinstance(excinfo.value, (GateFailed, HarnessError)):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo, style=style)
+
+    def reportinfo(self):
+        return self.path, None, f"{self.experiment.name}::{self.gate}"
+
+
+@pytest.fixture
+def result(request):
+    """The Result of the Experiment declared in the requesting test's module (run once per session)."""
+    found = [v for v in vars(request.module).values() if isinstance(v, Experiment)]
+    if len(found) != 1:
+        raise HarnessError(f"{request.module.__file__}: the result fixture needs exactly one Experiment at module "
+                           f"level (found {len(found)})")
+    try:
+        return request.config._harness.result(found[0])
+    except HarnessError as e:
+        pytest.fail(f"experiment {found[0].name!r} did not run: {e}", pytrace=False)
+
+
+_SPEC_ERROR = re.compile(r"harness\.errors\.(\w+Error): (.+)")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector):
+    """A spec that refuses to build fails collection with its one-line message, not a traceback."""
+    report = yield
+    if report.failed and report.longrepr is not None:
+        match = _SPEC_ERROR.search(str(report.longrepr))
+        if match:
+            report.longrepr = f"{collector.nodeid}: {match.group(2)}"
+    return report
+
+
+_active: list[_Session] = []  # the running session's state; logreport hooks get no config
+
+
+def pytest_runtest_logreport(report):
+    """Collect verdicts from reports, so the summary also works for pytest-xdist workers' items."""
+    if report.when != "call" or not _active:
+        return
+    for key, value in report.user_properties:
+        if key == VERDICT_PROPERTY:
+            _active[-1].verdicts.append(json.loads(value))
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    state = config._harness
+    if state.verdicts:
+        terminalreporter.section("harness verdicts")
+        width = max(len(v["experiment"]) for v in state.verdicts)
+        for v in state.verdicts:
+            terminalreporter.write_line(f"{v['experiment']:<{width}}  {v['gate']:<18} {v['outcome']:<12} "
+                                        f"{v['message']}")
+    if hasattr(config, "workerinput") or config.getoption("--harness-no-report"):
+        return
+    if state.ran or (state.verdicts and state.store_path.exists()):
+        from harness.report import write_reports
+
+        try:
+            pages = write_reports(state.store, state.reports_dir)
+            terminalreporter.write_line(f"harness: store {state.store_path}; report {pages[0] if pages else '-'}")
+        except HarnessError as e:
+            terminalreporter.write_line(f"harness: report not written: {e}")

@@ -1,0 +1,944 @@
+"""HTML reports for the decision meeting, rendered from the DuckDB store alone.
+
+    write_reports(Store(".harness/harness.duckdb"), "reports")
+
+writes `reports/index.html` (one row per experiment) and `reports/<experiment>.html` (the
+latest complete run of that experiment: verdict, gates, approaches, uplift interval, loss
+curves, per-example flips, data-quality checks, provenance, and the history of every run).
+
+Everything shown is read back from the store, never from a pipeline's objects in memory,
+so a report can be rebuilt at any time from the file alone. Pages are self-contained
+(inline CSS, inline SVG charts, one small inline script), load nothing from the network,
+and escape every piece of data: model outputs and data rows are hostile text.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import math
+import os
+import re
+import tempfile
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+from urllib.parse import quote
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup, escape
+
+from harness.errors import HarnessError
+from harness.store import Store
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+EXPERIMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_PAGE_STEM = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}(~[0-9]{1,6})?")
+_RESERVED_STEMS = {"index"}
+
+PASS, FAIL, INCONCLUSIVE, SKIP = "PASS", "FAIL", "INCONCLUSIVE", "SKIP"
+RULE = "five_percent_rule"
+MAX_FLIPS = 300          # rows per direction shown in the flips table
+MAX_CHECK_LINES = 20     # line numbers listed per data-quality check
+
+FINE_TUNE, KEEP_PROMPTING, INCONCLUSIVE_VERDICT = "Fine-tune", "Keep prompting", "Inconclusive"
+
+# Badge classes, one per outcome / verdict / status / check level (fixed strings, never data).
+_BADGE = {PASS: "pass", FAIL: "fail", INCONCLUSIVE: "warn", SKIP: "skip",
+          FINE_TUNE: "pass", KEEP_PROMPTING: "fail", INCONCLUSIVE_VERDICT: "warn",
+          "complete": "pass", "failed": "fail", "running": "skip",
+          "error": "fail", "warning": "warn", "info": "skip"}
+_OUTCOME_COLOR = {PASS: "#15803d", FAIL: "#b91c1c", INCONCLUSIVE: "#b45309", SKIP: "#6b7280"}
+_SERIES_COLORS = {"train": "#2563eb", "val": "#ea580c"}
+_PALETTE = ["#2563eb", "#ea580c", "#16a34a", "#9333ea", "#0891b2", "#be123c"]
+
+# The one script on a page: filters the flips table. Static text; the data it filters is
+# escaped HTML in the table, never JSON pasted into the script. Its hash goes into the CSP.
+FLIPS_JS = """
+(function () {
+  var box = document.getElementById('flip-filter');
+  if (!box) { return; }
+  var rows = Array.prototype.slice.call(document.querySelectorAll('#flips tbody tr'));
+  var buttons = Array.prototype.slice.call(document.querySelectorAll('[data-flip-kind]'));
+  var count = document.getElementById('flip-count');
+  var kind = 'all';
+  function apply() {
+    var q = box.value.toLowerCase();
+    var shown = 0;
+    rows.forEach(function (r) {
+      var ok = (kind === 'all' || r.getAttribute('data-kind') === kind) &&
+               (!q || r.textContent.toLowerCase().indexOf(q) >= 0);
+      r.hidden = !ok;
+      if (ok) { shown += 1; }
+    });
+    count.textContent = shown + ' of ' + rows.length + ' shown';
+  }
+  box.addEventListener('input', apply);
+  buttons.forEach(function (b) {
+    b.addEventListener('click', function () {
+      kind = b.getAttribute('data-flip-kind');
+      buttons.forEach(function (x) { x.setAttribute('aria-pressed', x === b ? 'true' : 'false'); });
+      apply();
+    });
+  });
+  apply();
+})();
+"""
+
+
+class ReportError(HarnessError):
+    """A report cannot be written where asked."""
+
+
+# --- public API ------------------------------------------------------------------------------
+
+def write_reports(store: Store, out_dir: str | Path) -> list[Path]:
+    """Render `index.html` and one `<experiment>.html` per experiment into out_dir, from the store alone.
+
+    Returns the written paths, index first. Each file is written atomically (temp file + rename).
+    An experiment whose name would put its page outside out_dir is refused: no page is written
+    for it and the index says so.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    env = _environment()
+    data = _load(store)
+    stems = _page_stems(sorted(data))
+    written: list[Path] = []
+    index_rows = []
+    for name in sorted(data):
+        page = _experiment_context(name, data[name])
+        try:
+            path = _safe_path(out, stems[name])
+        except ReportError as e:
+            page["refused"] = str(e)
+            index_rows.append(_index_row(page, href=None))
+            continue
+        html = env.get_template("experiment.html").render(
+            **page, title=f"{name}: {page['verdict']['label']}", csp=_csp(FLIPS_JS), flips_js=Markup(FLIPS_JS),
+            generated=_now_text(), index_href="index.html")
+        _write_atomic(path, html)
+        written.append(path)
+        index_rows.append(_index_row(page, href=quote(path.name)))
+    counts = {label: sum(1 for r in index_rows if r["verdict"]["label"] == label)
+              for label in (FINE_TUNE, KEEP_PROMPTING, INCONCLUSIVE_VERDICT)}
+    index_html = env.get_template("index.html").render(
+        rows=index_rows, counts=counts, title="Fine-tune or keep prompting?", csp=_csp(None),
+        generated=_now_text(), store_path=store.path)
+    index_path = _safe_path(out, "index")
+    _write_atomic(index_path, index_html)
+    return [index_path, *written]
+
+
+# --- paths and files -------------------------------------------------------------------------
+
+def _page_stems(names: Sequence[str]) -> dict[str, str]:
+    """A file stem per experiment, unique even on case-insensitive file systems and never 'index'.
+
+    A clash gets a `~N` suffix, a character no valid experiment name contains, so suffixed
+    stems can't clash with natural ones.
+    """
+    used = set(_RESERVED_STEMS)
+    stems = {}
+    for name in names:
+        stem, n = name, 1
+        while stem.casefold() in used:
+            n += 1
+            stem = f"{name}~{n}"
+        used.add(stem.casefold())
+        stems[name] = stem
+    return stems
+
+
+def _safe_path(out_dir: str | Path, stem: str) -> Path:
+    """out_dir/<stem>.html, refused unless stem is a valid page name that stays inside out_dir."""
+    if not isinstance(stem, str) or not _PAGE_STEM.fullmatch(stem):
+        raise ReportError(f"refusing to write a report page for {stem!r}: not a valid experiment name "
+                          f"({EXPERIMENT_NAME.pattern})")
+    root = Path(out_dir).resolve()
+    target = (root / f"{stem}.html").resolve()
+    if target.parent != root:
+        raise ReportError(f"refusing to write a report page for {stem!r}: {target} is outside {root}")
+    return target
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _csp(script: str | None) -> str:
+    """A Content-Security-Policy that loads nothing from anywhere and runs only our own script."""
+    if script is None:
+        scripts = "'none'"
+    else:
+        digest = base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode("ascii")
+        scripts = f"'sha256-{digest}'"
+    return (f"default-src 'none'; style-src 'unsafe-inline'; img-src data:; script-src {scripts}; "
+            f"base-uri 'none'; form-action 'none'")
+
+
+def _environment() -> Environment:
+    env = Environment(loader=FileSystemLoader(str(TEMPLATES)),
+                      autoescape=select_autoescape(["html", "htm", "xml"], default_for_string=True),
+                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters.update(num=fmt_num, ms=fmt_ms, duration=fmt_duration, uplift=fmt_uplift, when=fmt_when,
+                       short=fmt_hash, badge=badge_class, tokens=fmt_tokens)
+    return env
+
+
+# --- reading the store -----------------------------------------------------------------------
+
+def _load(store: Store) -> dict[str, dict]:
+    """Every experiment's runs with their metrics, gates and approaches; the shown run's detail."""
+    runs = store.runs()
+    metrics = _by_run(store.query("SELECT run_id, approach, split, metric, value FROM metrics"))
+    gates = _by_run(_decoded(store.query("SELECT run_id, gate, outcome, message, details FROM gates")))
+    approaches = _by_run(_decoded(store.query("SELECT * FROM approaches")))
+    out: dict[str, dict] = {}
+    for run in runs:
+        rid = run["run_id"]
+        run["metrics"] = metrics.get(rid, [])
+        run["gates"] = gates.get(rid, [])
+        run["approaches"] = approaches.get(rid, [])
+        out.setdefault(run["experiment"], {"runs": []})["runs"].append(run)
+    for experiment in out.values():
+        complete = [r for r in experiment["runs"] if r["status"] == "complete"]
+        shown = complete[-1] if complete else None
+        experiment["shown"] = shown
+        if shown is not None:
+            rid = shown["run_id"]
+            shown["checks"] = store.rows("checks", rid)
+            shown["curves"] = store.rows("curves", rid)
+            shown["predictions"] = store.rows("predictions", rid, split="test")
+        latest = experiment["runs"][-1]
+        if latest is not shown and latest["status"] == "failed":
+            latest["checks"] = store.rows("checks", latest["run_id"])
+    return out
+
+
+def _by_run(rows: Iterable[dict]) -> dict[str, list[dict]]:
+    grouped: dict[str, list[dict]] = {}
+    for row in rows:
+        grouped.setdefault(row["run_id"], []).append(row)
+    return grouped
+
+
+def _decoded(rows: list[dict]) -> list[dict]:
+    for row in rows:
+        for key in ("config", "details", "lines"):
+            if isinstance(row.get(key), str):
+                try:
+                    row[key] = json.loads(row[key])
+                except ValueError:
+                    pass
+    return rows
+
+
+# --- what a run says -------------------------------------------------------------------------
+
+def _metric_table(run: dict) -> dict[str, dict[str, dict[str, float]]]:
+    """approach -> split -> metric -> value."""
+    table: dict[str, dict[str, dict[str, float]]] = {}
+    for m in run.get("metrics", []):
+        table.setdefault(m["approach"], {}).setdefault(m["split"], {})[m["metric"]] = m["value"]
+    return table
+
+
+def _gate_map(run: dict) -> dict[str, dict]:
+    return {g["gate"]: g for g in run.get("gates", [])}
+
+
+def _key_metric(run: dict) -> str | None:
+    if run.get("key_metric"):
+        return run["key_metric"]
+    details = _details(_gate_map(run).get(RULE))
+    config = run.get("config") if isinstance(run.get("config"), dict) else {}
+    return details.get("metric") or config.get("metric")
+
+
+def _details(gate: dict | None) -> dict:
+    details = (gate or {}).get("details")
+    return details if isinstance(details, dict) else {}
+
+
+def _candidate_name(run: dict) -> str | None:
+    for a in run.get("approaches", []):
+        if a.get("kind") == "candidate":
+            return a["approach"]
+    names = {m["approach"] for m in run.get("metrics", [])}
+    return "candidate" if "candidate" in names else None
+
+
+def _best_baseline(run: dict, metrics: dict, key: str | None) -> str | None:
+    """The best baseline as the five-percent rule named it; else the best on val (then test)."""
+    named = _details(_gate_map(run).get(RULE)).get("baseline")
+    baselines = [a["approach"] for a in run.get("approaches", []) if a.get("kind") == "baseline"]
+    if isinstance(named, str) and (named in baselines or named in metrics):
+        return named
+    if not baselines or key is None:
+        return baselines[0] if baselines else None
+    for split in ("val", "test"):
+        scored = [(v, b) for b in baselines if _finite(v := metrics.get(b, {}).get(split, {}).get(key))]
+        if scored:
+            return max(scored)[1]
+    return baselines[0]
+
+
+def _num(value: Any) -> float | None:
+    """A finite number, or None (missing, NaN, infinite, or not a number)."""
+    return float(value) if _finite(value) else None
+
+
+def _summary(run: dict) -> dict:
+    """The headline numbers of one run: scores, uplift and interval, verdict."""
+    metrics = _metric_table(run)
+    key = _key_metric(run)
+    gates = _gate_map(run)
+    rule = gates.get(RULE)
+    details = _details(rule)
+    config = run.get("config") if isinstance(run.get("config"), dict) else {}
+    candidate = _candidate_name(run)
+    baseline = _best_baseline(run, metrics, key)
+
+    def score(approach, split="test"):
+        return metrics.get(approach, {}).get(split, {}).get(key) if approach and key else None
+
+    cand_score = _num(details.get("candidate_score"))
+    if cand_score is None:
+        cand_score = _num(details.get("candidate"))
+    if cand_score is None:
+        cand_score = score(candidate)
+    base_score = _num(details.get("baseline_score"))
+    if base_score is None:
+        base_score = score(baseline)
+    relative = details.get("relative", config.get("relative", True))
+    relative = bool(relative) if relative is not None else True
+    threshold = _num(details.get("threshold"))
+    if threshold is None:
+        threshold = _num(config.get("threshold"))
+    confidence = _num(details.get("confidence")) or _num(config.get("confidence"))
+    return {
+        "run_id": run["run_id"], "status": run["status"], "key": key, "candidate": candidate, "baseline": baseline,
+        "candidate_score": cand_score, "baseline_score": base_score,
+        "uplift": _num(details.get("uplift")), "low": _num(details.get("low")), "high": _num(details.get("high")),
+        "n": details.get("n"), "mcnemar_p": _num(details.get("mcnemar_p")),
+        "threshold": threshold, "relative": relative, "confidence": confidence,
+        "rule_outcome": rule["outcome"] if rule else None,
+        "verdict": verdict(run),
+    }
+
+
+def verdict(run: dict) -> dict:
+    """The decision in plain words: Fine-tune, Keep prompting or Inconclusive (or why there is none)."""
+    status = run.get("status")
+    if status == "failed":
+        return {"label": "Run failed", "cls": "fail"}
+    if status != "complete":
+        return {"label": "Running", "cls": "skip"}
+    gates = _gate_map(run)
+    rule = gates.get(RULE)
+    others_failed = [g for name, g in gates.items() if name != RULE and g["outcome"] == FAIL]
+    if rule is not None and rule["outcome"] == PASS and not others_failed:
+        label = FINE_TUNE
+    elif rule is not None and rule["outcome"] == FAIL:
+        label = KEEP_PROMPTING
+    else:
+        label = INCONCLUSIVE_VERDICT
+    return {"label": label, "cls": _BADGE[label]}
+
+
+def _headline(summary: dict, gates: dict[str, dict]) -> str:
+    """One sentence under the verdict that says what it means."""
+    label = summary["verdict"]["label"]
+    rule = gates.get(RULE)
+    bar = fmt_threshold(summary["threshold"], summary["relative"])
+    key, base = summary["key"] or "the key metric", summary["baseline"] or "the best baseline"
+    uplift = fmt_uplift(summary["uplift"], summary["relative"])
+    interval = _interval_text(summary)
+    if label == FINE_TUNE:
+        return (f"The fine-tuned candidate beats the best prompt baseline ({base}) on {key} by {uplift}"
+                f"{interval}, clearing the {bar} bar, and no other gate failed.")
+    if label == KEEP_PROMPTING:
+        return (f"The fine-tuned candidate does not beat the best prompt baseline ({base}) by the {bar} bar: "
+                f"uplift {uplift}{interval}. Prompting is good enough.")
+    if rule is None:
+        return "No five-percent-rule verdict was recorded for this run."
+    if rule["outcome"] == SKIP:
+        return "No candidate was fine-tuned in this run; only the prompt baselines were measured."
+    if rule["outcome"] == PASS:
+        failed = [name for name, g in gates.items() if name != RULE and g["outcome"] == FAIL]
+        return (f"The candidate clears the {bar} bar ({uplift}{interval}), but the {', '.join(failed)} "
+                f"gate{'s' if len(failed) > 1 else ''} failed, so the result can't be trusted yet.")
+    return (f"The uplift over {base} is {uplift}{interval}, an interval that straddles the {bar} bar: "
+            f"the test split is too small to decide either way.")
+
+
+def _interval_text(summary: dict) -> str:
+    if summary["low"] is None or summary["high"] is None:
+        return ""
+    level = f"{summary['confidence'] * 100:g}% " if summary["confidence"] else ""
+    return (f" ({level}CI {fmt_uplift(summary['low'], summary['relative'])} .. "
+            f"{fmt_uplift(summary['high'], summary['relative'])})")
+
+
+def _experiment_context(name: str, data: dict) -> dict:
+    runs = data["runs"]
+    shown = data["shown"]
+    latest = runs[-1]
+    ctx: dict[str, Any] = {"name": name, "runs": len(runs), "refused": None, "shown": shown is not None,
+                           "latest_status": latest["status"], "latest_started": latest["started_at"],
+                           "latest_failed": None, "history": _history(runs, shown),
+                           "sparkline": sparkline([_summary(r)["candidate_score"] for r in runs
+                                                   if r["status"] == "complete"])}
+    if latest is not shown and latest["status"] == "failed":
+        ctx["latest_failed"] = {"run_id": latest["run_id"], "started_at": latest["started_at"],
+                                "error": latest.get("error") or "(no error recorded)",
+                                "checks": _checks(latest.get("checks", []))}
+    if shown is None:
+        ctx.update(verdict={"label": "No complete run", "cls": "skip"}, summary=None)
+        return ctx
+    summary = _summary(shown)
+    gates = _gate_map(shown)
+    metrics = _metric_table(shown)
+    ordered_gates = sorted(gates.values(), key=lambda g: (g["gate"] != RULE, g["outcome"] != FAIL, g["gate"]))
+    ctx.update(
+        verdict=summary["verdict"], summary=summary, headline=_headline(summary, gates),
+        run=shown, gates=ordered_gates,
+        why=[g for g in ordered_gates if g.get("message") and (g["outcome"] != SKIP or g["gate"] == RULE)],
+        interval_svg=interval_chart(summary["uplift"], summary["low"], summary["high"], summary["threshold"],
+                                    summary["relative"], summary["rule_outcome"]),
+        approaches=_approaches(shown, metrics, summary),
+        score_svg=None, cost=_cost(shown, summary),
+        curves=_curves(shown.get("curves", [])),
+        flips=_flips(shown.get("predictions", []), summary["baseline"], summary["candidate"]),
+        checks=_checks(shown.get("checks", [])),
+        provenance=_provenance(shown),
+    )
+    ctx["score_svg"] = bar_chart([(a["name"], a["key_test"], a["role"]) for a in ctx["approaches"]["rows"]],
+                                 label=f"{summary['key'] or 'key metric'} on test")
+    return ctx
+
+
+def _approaches(run: dict, metrics: dict, summary: dict) -> dict:
+    rows_by_name = {a["approach"]: a for a in run.get("approaches", [])}
+    names = [a["approach"] for a in run.get("approaches", []) if a.get("kind") != "candidate"]
+    names += [a["approach"] for a in run.get("approaches", []) if a.get("kind") == "candidate"]
+    names += sorted(n for n in metrics if n not in rows_by_name)
+    key = summary["key"]
+    metric_names: list[str] = [key] if key else []
+    for approach in names:
+        for split in ("val", "test"):
+            for m in metrics.get(approach, {}).get(split, {}):
+                if m not in metric_names:
+                    metric_names.append(m)
+    splits = [s for s in ("val", "test") if any(s in metrics.get(a, {}) for a in names)]
+    rows = []
+    for approach in names:
+        a = rows_by_name.get(approach, {})
+        role = ("candidate" if a.get("kind") == "candidate" or approach == summary["candidate"]
+                else "best" if approach == summary["baseline"] else "baseline")
+        rows.append({"name": approach, "kind": a.get("kind", "?"), "role": role,
+                     "values": [[metrics.get(approach, {}).get(s, {}).get(m) for s in splits] for m in metric_names],
+                     "key_test": metrics.get(approach, {}).get("test", {}).get(key) if key else None,
+                     "prompt_tokens": a.get("prompt_tokens"), "p50": a.get("latency_p50_ms"),
+                     "p95": a.get("latency_p95_ms"), "train_seconds": a.get("train_seconds"),
+                     "config": _short_config(a.get("config"))})
+    return {"metrics": metric_names, "splits": splits, "rows": rows}
+
+
+def _short_config(config: Any) -> str:
+    """A one-line summary of an approach's config (the long system prompt and shots are left out)."""
+    if not isinstance(config, dict):
+        return ""
+    parts = []
+    for k, v in config.items():
+        if k in ("system_prompt", "shots") or isinstance(v, (dict, list)):
+            continue
+        parts.append(f"{k}={v}")
+    return ", ".join(parts)[:300]
+
+
+def _cost(run: dict, summary: dict) -> dict:
+    by_name = {a["approach"]: a for a in run.get("approaches", [])}
+    base, cand = by_name.get(summary["baseline"] or "", {}), by_name.get(summary["candidate"] or "", {})
+    prov = run.get("provenance") if isinstance(run.get("provenance"), dict) else {}
+    hardware = prov.get("hardware") if isinstance(prov.get("hardware"), dict) else {}
+    device = hardware.get("gpu") or hardware.get("device") or prov.get("device")
+    config = cand.get("config") if isinstance(cand.get("config"), dict) else {}
+    return {"train_seconds": cand.get("train_seconds"), "device": device or config.get("device"),
+            "base_tokens": base.get("prompt_tokens"), "cand_tokens": cand.get("prompt_tokens"),
+            "base_p50": base.get("latency_p50_ms"), "cand_p50": cand.get("latency_p50_ms"),
+            "base_p95": base.get("latency_p95_ms"), "cand_p95": cand.get("latency_p95_ms")}
+
+
+def _curves(rows: list[dict]) -> list[dict]:
+    by_approach: dict[str, dict[str, list]] = {}
+    for c in rows:
+        by_approach.setdefault(c["approach"], {}).setdefault(c["split"], []).append((c["step"], c["loss"]))
+    charts = []
+    for approach, splits in by_approach.items():
+        series = [{"label": f"{split} loss", "points": sorted(pts, key=lambda p: (p[0] is None, p[0] or 0)),
+                   "color": _SERIES_COLORS.get(split, _PALETTE[i % len(_PALETTE)]), "markers": split != "train"}
+                  for i, (split, pts) in enumerate(sorted(splits.items(), key=lambda kv: kv[0] != "train"))]
+        svg = line_chart(series, x_label="step", y_label="loss", title=f"{approach}: training and validation loss")
+        charts.append({"approach": approach, "svg": svg})
+    return charts
+
+
+def _binary(scores: Iterable[float | None]) -> bool:
+    return all(s in (0, 1, 0.0, 1.0) for s in scores if s is not None)
+
+
+def _flips(predictions: list[dict], baseline: str | None, candidate: str | None) -> dict:
+    """Test rows where the best baseline and the candidate disagree on being right."""
+    empty = {"rows": [], "fixed": 0, "broken": 0, "binary": True, "baseline": baseline, "candidate": candidate,
+             "truncated": False, "compared": 0}
+    if not baseline or not candidate:
+        return empty
+    base = {p["idx"]: p for p in predictions if p["approach"] == baseline}
+    cand = {p["idx"]: p for p in predictions if p["approach"] == candidate}
+    shared = sorted(set(base) & set(cand))
+    binary = _binary([base[i]["score"] for i in shared] + [cand[i]["score"] for i in shared])
+    fixed, broken = [], []
+    for i in shared:
+        b, c = _num(base[i]["score"]), _num(cand[i]["score"])
+        if b is None or c is None or abs(c - b) < 1e-9:
+            continue
+        if binary and (b >= 0.5) == (c >= 0.5):
+            continue
+        row = {"idx": i, "key": cand[i].get("example_key") or base[i].get("example_key") or str(i),
+               "input": cand[i].get("input") if cand[i].get("input") is not None else base[i].get("input"),
+               "reference": cand[i].get("reference") if cand[i].get("reference") is not None
+               else base[i].get("reference"),
+               "baseline_output": base[i].get("prediction"), "candidate_output": cand[i].get("prediction"),
+               "baseline_score": b, "candidate_score": c, "delta": c - b,
+               "kind": "fixed" if c > b else "broken"}
+        (fixed if c > b else broken).append(row)
+    if not binary:  # graded scores: the biggest differences first
+        fixed.sort(key=lambda r: -r["delta"])
+        broken.sort(key=lambda r: r["delta"])
+    truncated = len(fixed) > MAX_FLIPS or len(broken) > MAX_FLIPS
+    return {"rows": fixed[:MAX_FLIPS] + broken[:MAX_FLIPS], "fixed": len(fixed), "broken": len(broken),
+            "binary": binary, "baseline": baseline, "candidate": candidate, "truncated": truncated,
+            "compared": len(shared)}
+
+
+def _checks(rows: list[dict]) -> list[dict]:
+    order = {"error": 0, "warning": 1, "info": 2}
+    out = []
+    for c in sorted(rows, key=lambda c: (order.get(c.get("level"), 3), c.get("name") or "")):
+        lines = c.get("lines") if isinstance(c.get("lines"), list) else []
+        shown = ", ".join(str(x) for x in lines[:MAX_CHECK_LINES])
+        if len(lines) > MAX_CHECK_LINES:
+            shown += f" … (+{len(lines) - MAX_CHECK_LINES:,} more)"
+        out.append({"name": c.get("name"), "level": c.get("level"), "message": c.get("message"), "lines": shown})
+    return out
+
+
+def _provenance(run: dict) -> dict:
+    prov = run.get("provenance") if isinstance(run.get("provenance"), dict) else {}
+    versions = prov.get("versions") if isinstance(prov.get("versions"), dict) else {}
+    hardware = prov.get("hardware") if isinstance(prov.get("hardware"), dict) else {}
+    seeds = prov.get("seeds") if isinstance(prov.get("seeds"), dict) else {}
+    if not seeds and prov.get("seed") is not None:
+        seeds = {"seed": prov.get("seed")}
+    if not hardware and prov.get("device"):
+        hardware = {"device": prov.get("device")}
+    adapters = [{"approach": a["approach"], "path": a.get("adapter_path"), "sha256": a.get("adapter_sha256")}
+                for a in run.get("approaches", []) if a.get("adapter_path") or a.get("adapter_sha256")]
+    known = {"git_commit", "versions", "hardware", "seeds", "seed", "device"}
+    extra = {k: v for k, v in prov.items() if k not in known}
+    config = run.get("config")
+    return {
+        "items": [("run id", run["run_id"], False), ("spec file", run.get("spec_file"), False),
+                  ("started", fmt_when(run.get("started_at")), False),
+                  ("finished", fmt_when(run.get("finished_at")), False),
+                  ("git commit", prov.get("git_commit"), True),
+                  ("task", run.get("task"), False), ("key metric", run.get("key_metric"), False),
+                  ("model", run.get("model"), False), ("model sha256", run.get("model_sha256"), True),
+                  ("data", run.get("data_path"), False), ("data sha256", run.get("data_sha256"), True),
+                  ("test split sha256", run.get("test_sha256"), True)],
+        "versions": sorted((str(k), _plain(v)) for k, v in versions.items()),
+        "hardware": sorted((str(k), _plain(v)) for k, v in hardware.items()),
+        "seeds": sorted((str(k), _plain(v)) for k, v in seeds.items()),
+        "extra": sorted((str(k), _plain(v)) for k, v in extra.items()),
+        "adapters": adapters,
+        "config": json.dumps(config, indent=2, sort_keys=True, default=str) if config is not None else None,
+    }
+
+
+def _plain(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, sort_keys=True, default=str)
+    return str(value)
+
+
+# --- history ---------------------------------------------------------------------------------
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, str]:
+    if isinstance(value, dict):
+        out: dict[str, str] = {}
+        for k, v in value.items():
+            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return {prefix or "(config)": json.dumps(value, sort_keys=True, default=str)}
+
+
+def _short(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def _changes(run: dict, earlier: list[dict]) -> list[str]:
+    """What changed since the previous run: config keys, data, model, test split, code."""
+    if not earlier:
+        return ["first run"]
+    prev = earlier[-1]
+    changes = []
+    a, b = _flatten(prev.get("config") or {}), _flatten(run.get("config") or {})
+    keys = sorted(set(a) | set(b))
+    diff = [k for k in keys if a.get(k) != b.get(k)]
+    for k in diff[:8]:
+        changes.append(f"config {k}: {_short(a.get(k, '(absent)'))} → {_short(b.get(k, '(absent)'))}")
+    if len(diff) > 8:
+        changes.append(f"… and {len(diff) - 8} more config keys")
+
+    def last(field):  # the field as of the most recent earlier run that recorded it
+        for r in reversed(earlier):
+            if r.get(field):
+                return r[field]
+        return None
+
+    def prov_commit(r):
+        p = r.get("provenance")
+        return p.get("git_commit") if isinstance(p, dict) else None
+
+    for field, label in (("data_sha256", "data changed"), ("test_sha256", "test split changed"),
+                         ("model", "model changed"), ("model_sha256", "model weights changed")):
+        before, now = last(field), run.get(field)
+        if before and now and before != now:
+            if field == "model":
+                label = f"model {before} → {now}"
+            changes.append(label)
+    commits = [c for c in (prov_commit(r) for r in earlier) if c]
+    now_commit = prov_commit(run)
+    if commits and now_commit and commits[-1] != now_commit:
+        changes.append(f"code {commits[-1][:8]} → {now_commit[:8]}")
+    return changes or ["nothing recorded changed"]
+
+
+def _history(runs: list[dict], shown: dict | None) -> list[dict]:
+    rows = []
+    for i, run in enumerate(runs):
+        s = _summary(run) if run["status"] == "complete" else None
+        rows.append({"run_id": run["run_id"], "started_at": run["started_at"], "status": run["status"],
+                     "summary": s, "verdict": verdict(run), "shown": run is shown,
+                     "error": run.get("error"), "changes": _changes(run, runs[:i])})
+    return list(reversed(rows))
+
+
+def _index_row(page: dict, href: str | None) -> dict:
+    s = page.get("summary")
+    return {"name": page["name"], "href": href, "refused": page.get("refused"), "verdict": page["verdict"],
+            "summary": s, "gates": page.get("gates", []), "sparkline": page["sparkline"], "runs": page["runs"],
+            "latest_status": page["latest_status"], "latest_started": page["latest_started"],
+            "interval_svg": interval_chart(s["uplift"], s["low"], s["high"], s["threshold"], s["relative"],
+                                           s["rule_outcome"], compact=True) if s else None}
+
+
+# --- formatting ------------------------------------------------------------------------------
+
+def _finite(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def fmt_num(x: Any, digits: int = 3) -> str:
+    if not _finite(x):
+        return "—"
+    if abs(x) >= 1000:
+        return f"{x:,.0f}"
+    if float(x).is_integer() and abs(x) >= 10:
+        return f"{x:.0f}"
+    return f"{x:.{digits}f}"
+
+
+def fmt_tokens(x: Any) -> str:
+    return f"{x:,.0f}" if _finite(x) else "—"
+
+
+def fmt_ms(x: Any) -> str:
+    if not _finite(x):
+        return "—"
+    return f"{x:,.0f} ms" if x < 1000 else f"{x / 1000:,.2f} s"
+
+
+def fmt_duration(x: Any) -> str:
+    if not _finite(x):
+        return "—"
+    if x < 60:
+        return f"{x:.1f} s"
+    if x < 3600:
+        return f"{int(x // 60)}m {int(x % 60):02d}s"
+    return f"{int(x // 3600)}h {int(x % 3600 // 60):02d}m"
+
+
+def fmt_uplift(x: Any, relative: bool = True) -> str:
+    if not _finite(x):
+        return "—"
+    return f"{x * 100:+.1f}%" if relative else f"{x * 100:+.1f} pts"
+
+
+def fmt_threshold(x: Any, relative: bool = True) -> str:
+    if not _finite(x):
+        return "required"
+    return f"{x * 100:g}%" if relative else f"{x * 100:g}-point"
+
+
+def fmt_when(x: Any) -> str:
+    if isinstance(x, datetime):
+        return x.strftime("%Y-%m-%d %H:%M UTC")
+    return "—" if x is None else str(x)
+
+
+def fmt_hash(x: Any, n: int = 12) -> str:
+    return "—" if not x else str(x)[:n]
+
+
+def badge_class(label: Any) -> str:
+    return _BADGE.get(str(label), "skip")
+
+
+def _now_text() -> str:
+    return datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+
+
+# --- SVG charts ------------------------------------------------------------------------------
+# Plain functions returning Markup (or None for nothing to draw). Every text in them is escaped.
+
+def _nice_step(span: float, count: int) -> float:
+    raw = span / max(1, count)
+    power = 10 ** math.floor(math.log10(raw))
+    for m in (1, 2, 2.5, 5, 10):
+        if raw <= m * power:
+            return m * power
+    return 10 * power
+
+
+def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
+    """Round tick values covering [lo, hi]."""
+    if not (_finite(lo) and _finite(hi)):
+        return [0.0, 1.0]
+    if hi < lo:
+        lo, hi = hi, lo
+    if hi == lo:
+        pad = abs(lo) * 0.1 or 1.0
+        lo, hi = lo - pad, hi + pad
+    step = _nice_step(hi - lo, count)
+    start, end = math.floor(lo / step + 1e-9) * step, math.ceil(hi / step - 1e-9) * step
+    n = int(round((end - start) / step))
+    return [round(start + i * step, 12) for i in range(n + 1)]
+
+
+def _tick_label(value: float, step: float, scale: float = 1.0, suffix: str = "") -> str:
+    decimals = max(0, -math.floor(math.log10(step * scale) + 1e-9)) if step > 0 else 0
+    if decimals == 0 and abs(step * scale - round(step * scale)) > 1e-9:
+        decimals = 1
+    text = f"{value * scale:.{min(decimals, 6)}f}"
+    if text.strip("-0.") == "":
+        text = text.lstrip("-")
+    return text + suffix
+
+
+def _f(x: float) -> str:
+    return f"{x:.1f}"
+
+
+def line_chart(series: list[dict], *, width: int = 560, height: int = 260, x_label: str = "",
+               y_label: str = "", title: str = "") -> Markup | None:
+    """A line chart: series are {label, points: [(x, y)], color, markers}; NaN/None points break the line."""
+    finite = [[(x, y) if _finite(x) and _finite(y) else None for x, y in s.get("points", [])] for s in series]
+    xs = [p[0] for pts in finite for p in pts if p]
+    ys = [p[1] for pts in finite for p in pts if p]
+    if not xs:
+        return None
+    left, right, top, bottom = 58, 16, 34, 44
+    pw, ph = width - left - right, height - top - bottom
+    xt, yt = nice_ticks(min(xs), max(xs), 6), nice_ticks(min(ys), max(ys), 5)
+    x0, x1, y0, y1 = xt[0], xt[-1], yt[0], yt[-1]
+
+    def sx(x):
+        return left + (x - x0) / (x1 - x0) * pw
+
+    def sy(y):
+        return top + ph - (y - y0) / (y1 - y0) * ph
+
+    out = [f'<svg class="chart" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
+           f'role="img" aria-label="{escape(title)}">', f"<title>{escape(title)}</title>"]
+    for t in yt:
+        y = sy(t)
+        out.append(f'<line x1="{left}" x2="{left + pw}" y1="{_f(y)}" y2="{_f(y)}" class="grid"/>')
+        out.append(f'<text x="{left - 6}" y="{_f(y + 4)}" text-anchor="end" class="tick">'
+                   f"{escape(_tick_label(t, yt[1] - yt[0]))}</text>")
+    for t in xt:
+        x = sx(t)
+        out.append(f'<line x1="{_f(x)}" x2="{_f(x)}" y1="{top + ph}" y2="{top + ph + 4}" class="axis"/>')
+        out.append(f'<text x="{_f(x)}" y="{top + ph + 17}" text-anchor="middle" class="tick">'
+                   f"{escape(_tick_label(t, xt[1] - xt[0]))}</text>")
+    out.append(f'<line x1="{left}" x2="{left + pw}" y1="{top + ph}" y2="{top + ph}" class="axis"/>')
+    out.append(f'<line x1="{left}" x2="{left}" y1="{top}" y2="{top + ph}" class="axis"/>')
+    if x_label:
+        out.append(f'<text x="{left + pw / 2:.1f}" y="{height - 6}" text-anchor="middle" class="label">'
+                   f"{escape(x_label)}</text>")
+    if y_label:
+        out.append(f'<text x="14" y="{top + ph / 2:.1f}" text-anchor="middle" class="label" '
+                   f'transform="rotate(-90 14 {top + ph / 2:.1f})">{escape(y_label)}</text>')
+    legend_x = left
+    for i, (s, pts) in enumerate(zip(series, finite)):
+        color = _color(s.get("color"), i)
+        path, pen_up = [], True
+        for p in pts:
+            if p is None:
+                pen_up = True
+                continue
+            path.append(f"{'M' if pen_up else 'L'}{_f(sx(p[0]))} {_f(sy(p[1]))}")
+            pen_up = False
+        if path:
+            out.append(f'<path d="{" ".join(path)}" fill="none" stroke="{color}" stroke-width="2" '
+                       f'stroke-linejoin="round"/>')
+        drawn = [p for p in pts if p]
+        if s.get("markers") or len(drawn) == 1:
+            for p in drawn[:200]:
+                out.append(f'<circle cx="{_f(sx(p[0]))}" cy="{_f(sy(p[1]))}" r="3" fill="{color}">'
+                           f"<title>{escape(s.get('label', ''))}: step {escape(fmt_num(p[0]))}, "
+                           f"{escape(fmt_num(p[1], 4))}</title></circle>")
+        label = str(s.get("label", ""))
+        out.append(f'<line x1="{legend_x}" x2="{legend_x + 18}" y1="14" y2="14" stroke="{color}" stroke-width="3"/>')
+        out.append(f'<text x="{legend_x + 23}" y="18" class="legend">{escape(label)}</text>')
+        legend_x += 40 + 7 * len(label)
+    out.append("</svg>")
+    return Markup("".join(out))
+
+
+def _color(value: Any, i: int) -> str:
+    if isinstance(value, str) and re.fullmatch(r"#[0-9a-fA-F]{3,8}", value):
+        return value
+    return _PALETTE[i % len(_PALETTE)]
+
+
+def interval_chart(uplift: float | None, low: float | None, high: float | None, threshold: float | None,
+                   relative: bool = True, outcome: str | None = None, *, compact: bool = False) -> Markup | None:
+    """The uplift's interval as a bar against the threshold line (and zero)."""
+    if not _finite(uplift) and not (_finite(low) and _finite(high)):
+        return None
+    values = [v for v in (uplift, low, high, threshold, 0.0) if _finite(v)]
+    ticks = nice_ticks(min(values), max(values), 3 if compact else 5)
+    d0, d1 = ticks[0], ticks[-1]
+    width, height = (170, 30) if compact else (440, 92)
+    left, right = (6, 6) if compact else (16, 16)
+    axis_y = 20 if compact else 56
+    pw = width - left - right
+
+    def sx(v):
+        return left + (v - d0) / (d1 - d0) * pw
+
+    suffix = "%" if relative else " pts"
+    color = _OUTCOME_COLOR.get(outcome or "", "#374151")
+    label = (f"uplift {fmt_uplift(uplift, relative)}, interval {fmt_uplift(low, relative)} .. "
+             f"{fmt_uplift(high, relative)}, threshold {fmt_uplift(threshold, relative)}")
+    out = [f'<svg class="interval" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
+           f'aria-label="{escape(label)}"><title>{escape(label)}</title>']
+    out.append(f'<line x1="{left}" x2="{left + pw}" y1="{axis_y}" y2="{axis_y}" class="axis"/>')
+    if not compact:
+        for t in ticks:
+            x = sx(t)
+            out.append(f'<line x1="{_f(x)}" x2="{_f(x)}" y1="{axis_y}" y2="{axis_y + 4}" class="axis"/>')
+            out.append(f'<text x="{_f(x)}" y="{axis_y + 17}" text-anchor="middle" class="tick">'
+                       f"{escape(_tick_label(t, ticks[1] - ticks[0], 100, suffix))}</text>")
+    top = 4 if compact else 22
+    out.append(f'<line x1="{_f(sx(0))}" x2="{_f(sx(0))}" y1="{top}" y2="{axis_y}" class="zero"/>')
+    if _finite(threshold):
+        x = sx(threshold)
+        out.append(f'<line x1="{_f(x)}" x2="{_f(x)}" y1="{top - (0 if compact else 8)}" y2="{axis_y}" '
+                   f'class="threshold"/>')
+        if not compact:
+            out.append(f'<text x="{_f(x)}" y="10" text-anchor="middle" class="label">'
+                       f"bar {escape(fmt_uplift(threshold, relative))}</text>")
+    bar_y = axis_y - (12 if compact else 20)
+    if _finite(low) and _finite(high):
+        x_lo, x_hi = sx(min(low, high)), sx(max(low, high))
+        out.append(f'<rect x="{_f(x_lo)}" y="{bar_y - 4}" width="{_f(max(x_hi - x_lo, 1.5))}" height="8" rx="4" '
+                   f'fill="{color}" fill-opacity="0.35" stroke="{color}"/>')
+        if not compact:
+            for v, anchor, dx in ((min(low, high), "end", -6), (max(low, high), "start", 6)):
+                out.append(f'<text x="{_f(sx(v) + dx)}" y="{bar_y + 4}" text-anchor="{anchor}" class="tick">'
+                           f"{escape(fmt_uplift(v, relative))}</text>")
+    if _finite(uplift):
+        out.append(f'<circle cx="{_f(sx(uplift))}" cy="{bar_y}" r="{3.5 if compact else 5}" fill="{color}"/>')
+    out.append("</svg>")
+    return Markup("".join(out))
+
+
+def sparkline(values: Sequence[float | None], *, width: int = 110, height: int = 26) -> Markup | None:
+    """A tiny line of a metric over runs (oldest to newest); missing values are skipped."""
+    points = [(i, v) for i, v in enumerate(values) if _finite(v)]
+    if not points:
+        return None
+    lo, hi = min(v for _, v in points), max(v for _, v in points)
+    n = max(len(values) - 1, 1)
+    pad = 3
+
+    def sx(i):
+        return pad + i / n * (width - 2 * pad) if len(values) > 1 else width / 2
+
+    def sy(v):
+        return height / 2 if hi == lo else pad + (hi - v) / (hi - lo) * (height - 2 * pad)
+
+    label = "candidate over runs: " + ", ".join(fmt_num(v) for _, v in points)
+    coords = " ".join(f"{_f(sx(i))},{_f(sy(v))}" for i, v in points)
+    last_i, last_v = points[-1]
+    return Markup(f'<svg class="spark" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
+                  f'role="img" aria-label="{escape(label)}"><title>{escape(label)}</title>'
+                  f'<polyline points="{coords}" fill="none" stroke="#2563eb" stroke-width="1.5"/>'
+                  f'<circle cx="{_f(sx(last_i))}" cy="{_f(sy(last_v))}" r="2.5" fill="#2563eb"/></svg>')
+
+
+def bar_chart(bars: list[tuple[str, float | None, str]], *, label: str = "", width: int = 440) -> Markup | None:
+    """Horizontal bars, one per approach: (name, value, role) with role candidate|best|baseline."""
+    shown = [(n, v, r) for n, v, r in bars if _finite(v)]
+    if not shown:
+        return None
+    row, left, right, top = 24, 150, 60, 22
+    height = top + row * len(shown) + 8
+    hi = max(max(v for _, v, _ in shown), 0.0)
+    hi = 1.0 if 0 <= hi <= 1 else hi
+    lo = min(min(v for _, v, _ in shown), 0.0)
+    pw = width - left - right
+    colors = {"candidate": "#2563eb", "best": "#0f766e", "baseline": "#9ca3af"}
+    out = [f'<svg class="bars" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
+           f'aria-label="{escape(label)}"><title>{escape(label)}</title>',
+           f'<text x="{left}" y="13" class="label">{escape(label)}</text>']
+    for i, (name, value, role) in enumerate(shown):
+        y = top + i * row
+        x0 = left + (0 - lo) / (hi - lo) * pw if hi > lo else left
+        x1 = left + (value - lo) / (hi - lo) * pw if hi > lo else left
+        out.append(f'<text x="{left - 8}" y="{y + 15}" text-anchor="end" class="tick">{escape(_short(name, 22))}'
+                   f"</text>")
+        out.append(f'<rect x="{_f(min(x0, x1))}" y="{y + 4}" width="{_f(max(abs(x1 - x0), 1))}" height="14" rx="2" '
+                   f'fill="{colors.get(role, "#9ca3af")}"/>')
+        out.append(f'<text x="{_f(max(x0, x1) + 6)}" y="{y + 15}" class="tick">{escape(fmt_num(value))}</text>')
+    out.append("</svg>")
+    return Markup("".join(out))

@@ -1,0 +1,141 @@
+"""QLoRA training: 4-bit NF4 base + peft LoRA, trained by trl's SFTTrainer on the answers only.
+
+Examples become prompt/completion conversations, so trl computes the loss on the
+assistant's answer alone. Validation loss is measured before training (step 0) and at
+every evaluation, giving the curves the overfit gate reads.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from harness.experiment import QLoRA
+
+
+@dataclass
+class Trained:
+    adapter_path: str
+    adapter_sha256: str
+    curves: list[dict] = field(default_factory=list)  # {step, epoch, split: train|val, loss}
+    seconds: float = 0.0
+    steps: int = 0
+    trainable_params: int = 0
+    total_params: int = 0
+    device: str = "cpu"
+
+
+def conversation(messages: list[dict], answer: str) -> dict:
+    """One training row in trl's conversational prompt/completion form."""
+    return {"prompt": messages, "completion": [{"role": "assistant", "content": answer}]}
+
+
+def _progress_callback(log: Callable[[str], None], name: str):
+    from transformers import TrainerCallback
+
+    class Progress(TrainerCallback):
+        """One line per logging step: where training is, its loss, and time left."""
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.start = time.perf_counter()
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if not logs or state.max_steps == 0:
+                return
+            elapsed = time.perf_counter() - self.start
+            eta = elapsed / max(state.global_step, 1) * (state.max_steps - state.global_step)
+            what = (f"loss {logs['loss']:.4f}" if "loss" in logs else
+                    f"val loss {logs['eval_loss']:.4f}" if "eval_loss" in logs else None)
+            if what:
+                log(f"{name}: step {state.global_step}/{state.max_steps} epoch {state.epoch or 0:.2f} {what} "
+                    f"({elapsed:.0f}s elapsed, ~{eta:.0f}s left)")
+
+    return Progress()
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    for f in sorted(path.glob("*.safetensors")):
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def train(model, tokenizer, spec: QLoRA, train_rows: list[dict], val_rows: list[dict], output_dir: str | Path,
+          *, log: Callable[[str], None] = print, name: str = "candidate") -> tuple[object, Trained]:
+    """Train LoRA adapters on a (quantized) base model; returns the peft model and what happened."""
+    import torch
+    from datasets import Dataset
+    from peft import LoraConfig, prepare_model_for_kbit_training
+    from trl import SFTConfig, SFTTrainer
+
+    cuda = torch.cuda.is_available()
+    bf16 = cuda and torch.cuda.is_bf16_supported()
+    checkpointing = cuda if spec.gradient_checkpointing is None else spec.gradient_checkpointing
+    if getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_quantized", False):
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpointing)
+    output_dir = Path(output_dir)
+    steps_per_epoch = math.ceil(len(train_rows) / (spec.batch_size * spec.gradient_accumulation_steps))
+    total_steps = math.ceil(steps_per_epoch * spec.epochs)
+    eval_every = max(1, steps_per_epoch // spec.evals_per_epoch)
+    args = SFTConfig(
+        output_dir=str(output_dir / "trainer"),
+        per_device_train_batch_size=spec.batch_size,
+        per_device_eval_batch_size=spec.batch_size * 2,
+        gradient_accumulation_steps=spec.gradient_accumulation_steps,
+        num_train_epochs=spec.epochs,
+        learning_rate=spec.learning_rate,
+        lr_scheduler_type=spec.lr_scheduler,
+        warmup_steps=spec.warmup_ratio,  # transformers 5: a float below 1 is a ratio of total steps
+        weight_decay=spec.weight_decay,
+        max_length=spec.max_length,
+        logging_steps=max(1, min(10, steps_per_epoch // 4)),
+        eval_strategy="steps" if val_rows else "no",
+        eval_steps=eval_every,
+        save_strategy="no",
+        report_to=[],
+        seed=spec.seed,
+        data_seed=spec.seed,
+        bf16=bf16,
+        fp16=cuda and not bf16,
+        use_cpu=not cuda,
+        gradient_checkpointing=checkpointing,
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
+    lora = LoraConfig(r=spec.r, lora_alpha=spec.alpha, lora_dropout=spec.dropout, task_type="CAUSAL_LM",
+                      target_modules=list(spec.target_modules) if isinstance(spec.target_modules, tuple)
+                      else spec.target_modules)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(train_rows),
+                         eval_dataset=Dataset.from_list(val_rows) if val_rows else None,
+                         processing_class=tokenizer, peft_config=lora,
+                         callbacks=[_progress_callback(log, name)])
+    trainable, total = trainer.model.get_nb_trainable_parameters()
+    log(f"{name}: QLoRA r={spec.r} alpha={spec.alpha} lr={spec.learning_rate:g} epochs={spec.epochs:g}: "
+        f"{trainable:,} trainable of {total:,} parameters, {total_steps} steps on {'cuda' if cuda else 'cpu'}")
+    curves = []
+    if val_rows:
+        start_loss = trainer.evaluate()["eval_loss"]
+        curves.append({"step": 0, "epoch": 0.0, "split": "val", "loss": start_loss})
+        log(f"{name}: val loss before training {start_loss:.4f}")
+    start = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - start
+    step = trainer.state.global_step
+    if val_rows and not any(h.get("step") == step and "eval_loss" in h for h in trainer.state.log_history):
+        trainer.evaluate()  # the curve should end where training ended
+    for entry in trainer.state.log_history:
+        if "loss" in entry:
+            curves.append({"step": entry["step"], "epoch": entry.get("epoch"), "split": "train", "loss": entry["loss"]})
+        if "eval_loss" in entry:
+            curves.append({"step": entry["step"], "epoch": entry.get("epoch"), "split": "val",
+                           "loss": entry["eval_loss"]})
+    adapter_dir = output_dir / "adapter"
+    trainer.model.save_pretrained(adapter_dir)
+    tokenizer.save_pretrained(adapter_dir)
+    peft_model = trainer.model
+    peft_model.eval()
+    return peft_model, Trained(str(adapter_dir), _sha256(adapter_dir), curves, seconds, trainer.state.global_step,
+                               trainable, total, "cuda" if cuda else "cpu")

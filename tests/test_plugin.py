@@ -1,0 +1,147 @@
+"""The pytest plugin, driven through pytester on the tiny model: collection, verdicts, errors."""
+import json
+
+import pytest
+
+from harness.store import Store
+from tiny import write_classification_jsonl
+
+SPEC = """
+from harness import Experiment, QLoRA, baselines
+
+experiment = Experiment(
+    name="toy",
+    data="data.jsonl",
+    model={model!r},
+    metric="accuracy",
+    split=(48, 16, 16),
+    baselines=[baselines.zero_shot("system.md"), baselines.few_shot("system.md", k=2)],
+    candidate=QLoRA(r=8, alpha=16, learning_rate=3e-2, epochs=4, batch_size=8, warmup_ratio=0.0),
+    {extra}
+)
+
+
+def test_user_check(result):
+    assert result.candidate.metrics["test"]["accuracy"] >= 0
+    assert set(result.baselines) == {{"zero_shot", "few_shot_k2"}}
+"""
+
+
+@pytest.fixture
+def project(heavy_modules, pytester, tiny_model_dir, tmp_path):
+    pytester.makeconftest('pytest_plugins = ["harness.plugin"]')
+    write_classification_jsonl(pytester.path / "data.jsonl", n=80)
+    (pytester.path / "system.md").write_text("you label news headlines. answer with the label only: 1 or 0.")
+
+    def make(extra: str = "", model=None, **files):
+        pytester.makepyfile(test_toy=SPEC.format(model=str(model or tiny_model_dir), extra=extra), **files)
+        return pytester
+
+    return make
+
+
+def _store(pytester):
+    return Store(pytester.path / ".harness" / "harness.duckdb")
+
+
+def test_each_gate_is_its_own_item(project):
+    pytester = project()
+    result = pytester.runpytest("--collect-only", "-q")
+    lines = result.stdout.lines
+    for item in ("test_toy.py::toy::data_quality", "test_toy.py::toy::five_percent_rule",
+                 "test_toy.py::toy::overfit", "test_toy.py::test_user_check"):
+        assert item in lines
+
+
+def test_a_run_gives_verdicts_a_store_and_a_report(project):
+    pytester = project()
+    result = pytester.runpytest("-v", "-p", "no:cacheprovider", "--junitxml=junit.xml")
+    out = result.stdout.str()
+    assert "test_toy.py::toy::data_quality PASSED" in out
+    assert "test_toy.py::toy::test_user_check" not in out  # not a node of the experiment
+    assert "test_toy.py::test_user_check PASSED" in out
+    assert "harness verdicts" in out and "five_percent_rule" in out
+    store = _store(pytester)
+    [run] = store.runs("toy")
+    assert run["status"] == "complete" and run["task"] == "classification"
+    gates = {g["gate"]: g for g in store.rows("gates", run["run_id"])}
+    assert set(gates) == {"data_quality", "five_percent_rule", "overfit"}
+    rule = gates["five_percent_rule"]
+    assert rule["details"]["picked_on"] == "val" and rule["details"]["n"] == 16
+    # the item's outcome is the verdict's outcome
+    expect = "PASSED" if rule["outcome"] == "PASS" else "FAILED"
+    assert f"test_toy.py::toy::five_percent_rule {expect}" in out
+    preds = store.rows("predictions", run["run_id"], approach="candidate", split="test")
+    assert len(preds) == 16 and all(p["prediction"] in ("0", "1") for p in preds)
+    assert store.rows("curves", run["run_id"])
+    assert (pytester.path / "reports" / "index.html").is_file()
+    assert (pytester.path / "reports" / "toy.html").is_file()
+    junit = (pytester.path / "junit.xml").read_text()
+    assert 'name="five_percent_rule"' in junit
+
+
+def test_the_toy_task_is_learned_and_passes_the_gate(project):
+    """The toy labels follow a word the candidate can learn; a prompt on a random model cannot."""
+    pytester = project()
+    result = pytester.runpytest("-k", "five_percent_rule")
+    result.assert_outcomes(passed=1, deselected=3)
+    run = _store(pytester).runs("toy")[-1]
+    [gate] = _store(pytester).rows("gates", run["run_id"], gate="five_percent_rule")
+    assert gate["outcome"] == "PASS", gate["message"]
+
+
+def test_unknown_field_fails_collection_with_one_line(project):
+    pytester = project(extra="lora_rank=8,")
+    result = pytester.runpytest()
+    out = result.stdout.str()
+    assert "test_toy.py: Experiment has no field 'lora_rank'; did you mean QLoRA(r=...)?" in out
+    assert "Traceback" not in out
+    assert result.ret != 0
+
+
+def test_missing_data_file_fails_every_item_with_one_line_and_records_the_run(project):
+    pytester = project()
+    (pytester.path / "data.jsonl").unlink()
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(failed=3, errors=1)  # three gates fail; the user test's fixture errors
+    out = result.stdout.str()
+    assert "toy: data file data.jsonl not found; check the path in the spec" in out
+    assert "Traceback" not in out
+    [run] = _store(pytester).runs("toy")
+    assert run["status"] == "failed" and "not found" in run["error"]
+
+
+def test_unknown_model_fails_with_the_fix(project):
+    pytester = project(model="no-such-model")
+    result = pytester.runpytest("-k", "data_quality")
+    out = result.stdout.str()
+    assert "unknown model 'no-such-model': use 'smollm2-135m-instruct' (embedded)" in out
+    assert _store(pytester).runs("toy")[0]["status"] == "failed"
+
+
+def test_error_level_data_stops_the_experiment(project):
+    pytester = project()
+    with open(pytester.path / "data.jsonl", "a") as f:
+        f.write("{broken\n")
+    result = pytester.runpytest("-k", "data_quality")
+    out = result.stdout.str()
+    assert "invalid_json: 1 row(s) unusable; first at line 81" in out
+    [run] = _store(pytester).runs("toy")
+    assert run["status"] == "failed"
+    assert [c["name"] for c in _store(pytester).rows("checks", run["run_id"]) if c["level"] == "error"] == \
+        ["invalid_json"]
+    assert not _store(pytester).rows("predictions", run["run_id"])
+
+
+def test_result_fixture_needs_one_experiment(pytester):
+    pytester.makeconftest('pytest_plugins = ["harness.plugin"]')
+    pytester.makepyfile(test_none="def test_x(result):\n    pass\n")
+    out = pytester.runpytest().stdout.str()
+    assert "the result fixture needs exactly one Experiment at module level (found 0)" in out
+
+
+def test_verdict_is_in_user_properties(project):
+    pytester = project()
+    pytester.runpytest("-k", "data_quality", "--junitxml=j.xml")
+    junit = (pytester.path / "j.xml").read_text()
+    assert "harness_verdict" in junit and json.dumps("data_quality")[1:-1] in junit

@@ -1,0 +1,71 @@
+import duckdb
+import pytest
+
+from harness.errors import StoreError
+from harness.store import SCHEMA_VERSION, RunRecord, Store
+
+
+def _record():
+    return RunRecord(
+        checks=[{"name": "size", "level": "info", "message": "m", "lines": [1, 2]}],
+        approaches=[{"approach": "zero_shot", "kind": "baseline", "config": {"k": 0}, "prompt_tokens": 12.5}],
+        metrics=[{"approach": "zero_shot", "split": "test", "metric": "accuracy", "value": 0.5}],
+        predictions=[{"approach": "zero_shot", "split": "test", "idx": 0, "input": "<script>x</script>",
+                      "reference": "1", "prediction": "0\x00'); DROP TABLE runs;--", "score": 0.0}],
+        curves=[{"approach": "candidate", "step": 0, "epoch": 0.0, "split": "val", "loss": 1.5}],
+        gates=[{"gate": "five_percent_rule", "outcome": "PASS", "message": "ok", "details": {"uplift": 0.2}}],
+        run_fields={"task": "classification", "provenance": {"git_commit": "abc"}},
+    )
+
+
+def test_round_trip_keeps_every_value_byte_for_byte(tmp_path):
+    store = Store(tmp_path / "h.duckdb")
+    run_id = store.start_run("sarcasm", spec_file="experiments/test_sarcasm.py", config={"threshold": 0.05})
+    store.finish_run(run_id, _record())
+    again = Store(tmp_path / "h.duckdb")
+    [run] = again.runs("sarcasm")
+    assert run["status"] == "complete" and run["config"] == {"threshold": 0.05}
+    assert run["provenance"] == {"git_commit": "abc"} and run["task"] == "classification"
+    [pred] = again.rows("predictions", run_id)
+    assert pred["input"] == "<script>x</script>" and pred["prediction"] == "0\x00'); DROP TABLE runs;--"
+    assert again.rows("gates", run_id)[0]["details"] == {"uplift": 0.2}
+    assert again.rows("checks", run_id)[0]["lines"] == [1, 2]
+    assert again.rows("curves", run_id)[0]["loss"] == 1.5
+
+
+def test_failed_run_keeps_its_checks_and_nothing_else(tmp_path):
+    store = Store(tmp_path / "h.duckdb")
+    run_id = store.start_run("x", spec_file=None, config={})
+    store.fail_run(run_id, "data file broken", _record())
+    [run] = store.runs("x")
+    assert run["status"] == "failed" and run["error"] == "data file broken"
+    assert store.rows("checks", run_id) and not store.rows("predictions", run_id)
+    assert not store.rows("gates", run_id)
+
+
+def test_a_failing_write_leaves_nothing_half_written(tmp_path):
+    store = Store(tmp_path / "h.duckdb")
+    run_id = store.start_run("x", spec_file=None, config={})
+    bad = _record()
+    bad.gates.append(dict(bad.gates[0]))  # duplicate primary key: the transaction must roll back
+    with pytest.raises(duckdb.Error):
+        store.finish_run(run_id, bad)
+    assert not store.rows("predictions", run_id) and store.runs("x")[0]["status"] == "running"
+
+
+def test_schema_is_versioned_and_a_newer_store_is_refused(tmp_path):
+    path = tmp_path / "h.duckdb"
+    assert Store(path).schema_version() == SCHEMA_VERSION
+    con = duckdb.connect(str(path))
+    con.execute("INSERT INTO schema_migrations VALUES (?, 'from_the_future', now())", [SCHEMA_VERSION + 1])
+    con.close()
+    with pytest.raises(StoreError, match=f"schema version {SCHEMA_VERSION + 1}, newer than this harness"):
+        Store(path)
+
+
+def test_unknown_table_or_column_is_refused():
+    store = Store(":memory:")
+    with pytest.raises(ValueError):
+        store.rows("runs; DROP TABLE runs", "x")
+    with pytest.raises(ValueError):
+        store.rows("gates", "x", **{"gate = gate OR 1=1 --": "y"})
