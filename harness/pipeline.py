@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 from harness import data as data_mod
-from harness import gates, metrics, prompts, scoring, stats
+from harness import cache, gates, metrics, prompts, scoring, stats
 from harness.errors import DataError, HarnessError, SpecError
 from harness.experiment import Experiment
 from harness.store import RunRecord, Store
@@ -116,26 +116,69 @@ def _key_metric(experiment: Experiment, task: str):
 
 
 class _Scorer:
-    """Scores prompts with one model: label likelihoods for classification, generation otherwise."""
+    """Scores prompts with one model, through the output cache: label likelihoods for
+    classification, generation otherwise. The model is loaded only if something is missing."""
 
-    def __init__(self, tokenizer, task: str, labels: list[str], max_new_tokens: int, batch_size: int,
-                 log: Callable[[str], None]):
-        self.tokenizer, self.task, self.labels = tokenizer, task, labels
+    def __init__(self, store: Store, tokenizer, task: str, labels: list[str], max_new_tokens: int,
+                 batch_size: int, log: Callable[[str], None]):
+        self.store, self.tokenizer, self.task, self.labels = store, tokenizer, task, labels
         self.max_new_tokens, self.batch_size, self.log = max_new_tokens, batch_size, log
 
-    def __call__(self, model, message_lists: list[list[dict]], what: str) -> scoring.Scored:
+    def __call__(self, model_id: str, get_model: Callable[[], object], message_lists: list[list[dict]],
+                 what: str) -> scoring.Scored:
         rendered = [scoring.render(self.tokenizer, m) for m in message_lists]
+        decoding = ({"labels": self.labels} if self.task == "classification"
+                    else {"greedy": True, "max_new_tokens": self.max_new_tokens})
+        scored, computed = cache.cached_score(self.store, model_id, get_model, lambda model, ps: self._score(
+            model, ps, what), rendered, decoding)
+        if computed < len(rendered):
+            self.log(f"{what}: {len(rendered) - computed} of {len(rendered)} outputs from the cache")
+        return scored
+
+    def _score(self, model, rendered: list[str], what: str) -> scoring.Scored:
         step = max(1, len(rendered) // 4)
 
         def progress(done, total):
             if done == total or done % step < self.batch_size:
                 self.log(f"{what}: {done}/{total}")
 
+        self.tokenizer.padding_side = "left"
         if self.task == "classification":
             return scoring.score_labels(model, self.tokenizer, rendered, self.labels, batch_size=self.batch_size,
                                         progress=progress)
         return scoring.generate(model, self.tokenizer, rendered, max_new_tokens=self.max_new_tokens,
                                 batch_size=self.batch_size, progress=progress)
+
+
+class _Models:
+    """The base model and the candidate, each loaded at most once and only when needed."""
+
+    def __init__(self, resolved, trust_remote_code: bool):
+        self.resolved, self.trust_remote_code = resolved, trust_remote_code
+        self._base = None
+        self.candidate = None
+
+    def base(self):
+        from harness import models
+
+        if self._base is None:
+            self._base = models.load_model(self.resolved, quantize=True, trust_remote_code=self.trust_remote_code)
+        return self._base
+
+    def fresh_base(self):
+        """A base model no adapter has been attached to (training wraps the one it is given)."""
+        from harness import models
+
+        if self._base is not None and self.candidate is None:
+            return self._base
+        return models.load_model(self.resolved, quantize=True, trust_remote_code=self.trust_remote_code)
+
+    def load_adapter(self, adapter_path: str):
+        from peft import PeftModel
+
+        if self.candidate is None:
+            self.candidate = PeftModel.from_pretrained(self.fresh_base(), adapter_path).eval()
+        return self.candidate
 
 
 def _named(metric: str, extra: dict) -> dict:
@@ -216,19 +259,20 @@ def _run(experiment: Experiment, store: Store, run_id: str, record: RunRecord, r
     if task == "generation":
         longest = max(len(tokenizer(s.answer, add_special_tokens=False)["input_ids"]) for s in splits.train + splits.val)
         max_new = longest + 8  # room for a slightly longer answer than any seen, no more
-    scorer = _Scorer(tokenizer, task, labels, max_new, experiment.eval_batch_size, log)
+    scorer = _Scorer(store, tokenizer, task, labels, max_new, experiment.eval_batch_size, log)
     record.run_fields = {"task": task, "key_metric": key.name, "model": experiment.model,
                          "model_sha256": resolved.sha256, "data_path": data_path, "data_sha256": data_sha,
                          "test_sha256": splits.test_sha256, "provenance": provenance(root, experiment)}
 
-    model = models.load_model(resolved, quantize=True, trust_remote_code=experiment.trust_remote_code)
+    loaded = _Models(resolved, experiment.trust_remote_code)
+    base_id = f"{resolved.sha256}:nf4"
     baselines: dict[str, Approach] = {}
     for baseline in experiment.baselines:
         system = baseline.system_prompt(root)
         shots = prompts.choose_shots(splits.train, baseline.k, baseline.seed) if baseline.k else []
         approach = Approach(baseline.name, "baseline", {**baseline.config(), "system_prompt": system,
                                                         "shots": [[s.input_text, s.answer] for s in shots]})
-        scored = {split: scorer(model, [prompts.baseline_messages(s, system, shots) for s in rows],
+        scored = {split: scorer(base_id, loaded.base, [prompts.baseline_messages(s, system, shots) for s in rows],
                                 f"{name}: {baseline.name} {split}") for split, rows in by_split.items()}
         _evaluate(approach, scored, by_split, key, extra)
         baselines[baseline.name] = approach
@@ -245,24 +289,33 @@ def _run(experiment: Experiment, store: Store, run_id: str, record: RunRecord, r
         spec = experiment.candidate
         system = Path(root / spec.system_prompt).read_text(encoding="utf-8").strip() if spec.system_prompt else None
         to_rows = lambda rows: [train_mod.conversation(prompts.candidate_messages(s, system), s.answer) for s in rows]
-        if work_dir is None:
-            work_dir = Path(store.path).parent if store.path != ":memory:" else root / ".harness"
-        out_dir = Path(work_dir) / "runs" / run_id
-        peft_model, trained = train_mod.train(model, tokenizer, spec, to_rows(splits.train), to_rows(splits.val),
-                                              out_dir, log=log, name=f"{name}: candidate")
+        train_rows, val_rows = to_rows(splits.train), to_rows(splits.val)
+        adapter_key = cache.adapter_key(resolved.sha256, spec.config(), train_rows, val_rows)
+        hit = store.cached_adapter(adapter_key)
+        if cache.usable_adapter(hit):
+            trained = train_mod.Trained(hit["adapter_path"], hit["adapter_sha256"], **hit["result"])
+            log(f"{name}: candidate adapter reused from the cache ({trained.adapter_path}); same base, config and data")
+        else:
+            if work_dir is None:
+                work_dir = Path(store.path).parent if store.path != ":memory:" else root / ".harness"
+            out_dir = Path(work_dir) / "runs" / run_id
+            loaded.candidate, trained = train_mod.train(loaded.fresh_base(), tokenizer, spec, train_rows, val_rows,
+                                                        out_dir, log=log, name=f"{name}: candidate")
+            store.cache_adapter(adapter_key, trained.adapter_path, trained.adapter_sha256, trained.summary())
         curves = trained.curves
         candidate = Approach("candidate", "candidate", {**spec.config(), "trainable_params": trained.trainable_params,
                                                         "steps": trained.steps, "device": trained.device},
                              train_seconds=trained.seconds)
-        tokenizer.padding_side = "left"
-        scored = {split: scorer(peft_model, [prompts.candidate_messages(s, system) for s in rows],
+        candidate_id = f"{base_id}+{trained.adapter_sha256}"
+        get_candidate = lambda: loaded.load_adapter(trained.adapter_path)
+        scored = {split: scorer(candidate_id, get_candidate, [prompts.candidate_messages(s, system) for s in rows],
                                 f"{name}: candidate {split}") for split, rows in by_split.items()}
-        train_rows = splits.train[:TRAIN_SCORE_ROWS]
-        scored_train = scorer(peft_model, [prompts.candidate_messages(s, system) for s in train_rows],
+        seen = splits.train[:TRAIN_SCORE_ROWS]
+        scored_train = scorer(candidate_id, get_candidate, [prompts.candidate_messages(s, system) for s in seen],
                               f"{name}: candidate train (overfit check)")
         _evaluate(candidate, scored, by_split, key, extra)
         train_score = key.score([p.strip() for p in scored_train.predictions],
-                                [s.answer.strip() for s in train_rows]).value
+                                [s.answer.strip() for s in seen]).value
         candidate.metrics["train"] = {key.name: train_score}
         record.approaches.append(_approach_row(candidate, trained.adapter_path, trained.adapter_sha256))
         log(f"{name}: candidate {key.name} " + ", ".join(f"{s} {candidate.metrics[s][key.name]:.3f}" for s in scored))

@@ -80,6 +80,19 @@ MIGRATIONS: list[tuple[str, str]] = [
             PRIMARY KEY (run_id, gate)
         );
     """),
+    ("create_caches", """
+        -- Model outputs keyed by everything that determines them (see harness/cache.py):
+        -- re-running an unchanged experiment recomputes nothing.
+        CREATE TABLE output_cache (
+            key VARCHAR PRIMARY KEY, prediction VARCHAR, label_logprobs VARCHAR,
+            latency_ms DOUBLE, prompt_tokens INTEGER, generated_tokens INTEGER, created_at TIMESTAMP
+        );
+        CREATE TABLE adapter_cache (
+            key VARCHAR PRIMARY KEY, adapter_path VARCHAR NOT NULL, adapter_sha256 VARCHAR NOT NULL,
+            result VARCHAR,                      -- JSON: curves, steps, seconds, parameter counts, device
+            created_at TIMESTAMP
+        );
+    """),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -228,6 +241,41 @@ class Store:
                 data[c].append(_json(value) if c in _JSON_COLUMNS and not isinstance(value, str) else value)
         arrow = pa.table({c: pa.array(v) for c, v in data.items()})  # noqa: F841  (read by DuckDB below)
         con.execute(f"INSERT INTO {table} ({', '.join(columns)}) SELECT {', '.join(columns)} FROM arrow")
+
+    # --- caches --------------------------------------------------------------------------
+
+    def cached_outputs(self, keys: list[str]) -> dict[str, dict]:
+        if not keys:
+            return {}
+        with self.connect(read_only=True) as con:
+            wanted = pa.table({"key": pa.array(sorted(set(keys)), pa.string())})  # noqa: F841  (read below)
+            cur = con.execute("SELECT c.* FROM output_cache c JOIN wanted w ON c.key = w.key")
+            names = [d[0] for d in cur.description]
+            return {row[0]: dict(zip(names, row)) for row in cur.fetchall()}
+
+    def cache_outputs(self, rows: list[dict]) -> None:
+        if not rows:
+            return
+        columns = ["key", "prediction", "label_logprobs", "latency_ms", "prompt_tokens", "generated_tokens"]
+        arrow = pa.table({c: pa.array([r.get(c) for r in rows]) for c in columns})  # noqa: F841
+        with self.connect() as con:
+            con.execute(f"INSERT INTO output_cache ({', '.join(columns)}, created_at) "
+                        f"SELECT {', '.join(columns)}, ? FROM arrow ON CONFLICT DO NOTHING", [_now()])
+
+    def cached_adapter(self, key: str) -> dict | None:
+        rows = self.query("SELECT * FROM adapter_cache WHERE key = ?", [key])
+        if not rows:
+            return None
+        row = rows[0]
+        row["result"] = json.loads(row["result"]) if row["result"] else {}
+        return row
+
+    def cache_adapter(self, key: str, adapter_path: str, adapter_sha256: str, result: dict) -> None:
+        with self.connect() as con:
+            con.execute("INSERT INTO adapter_cache VALUES (?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET "
+                        "adapter_path = excluded.adapter_path, adapter_sha256 = excluded.adapter_sha256, "
+                        "result = excluded.result, created_at = excluded.created_at",
+                        [key, adapter_path, adapter_sha256, _json(result), _now()])
 
     # --- reading -------------------------------------------------------------------------
 

@@ -27,6 +27,11 @@ class Trained:
     total_params: int = 0
     device: str = "cpu"
 
+    def summary(self) -> dict:
+        """What the adapter cache keeps beside the adapter (everything but its path and hash)."""
+        return {"curves": self.curves, "seconds": self.seconds, "steps": self.steps,
+                "trainable_params": self.trainable_params, "total_params": self.total_params, "device": self.device}
+
 
 def conversation(messages: list[dict], answer: str) -> dict:
     """One training row in trl's conversational prompt/completion form."""
@@ -56,9 +61,10 @@ def _progress_callback(log: Callable[[str], None], name: str):
     return Progress()
 
 
-def _sha256(path: Path) -> str:
+def adapter_sha256(path: str | Path) -> str:
+    """sha256 over an adapter folder's safetensors files."""
     h = hashlib.sha256()
-    for f in sorted(path.glob("*.safetensors")):
+    for f in sorted(Path(path).glob("*.safetensors")):
         h.update(f.read_bytes())
     return h.hexdigest()
 
@@ -137,5 +143,5 @@ def train(model, tokenizer, spec: QLoRA, train_rows: list[dict], val_rows: list[
     tokenizer.save_pretrained(adapter_dir)
     peft_model = trainer.model
     peft_model.eval()
-    return peft_model, Trained(str(adapter_dir), _sha256(adapter_dir), curves, seconds, trainer.state.global_step,
+    return peft_model, Trained(str(adapter_dir), adapter_sha256(adapter_dir), curves, seconds, trainer.state.global_step,
                                trainable, total, "cuda" if cuda else "cpu")

@@ -145,3 +145,26 @@ def test_verdict_is_in_user_properties(project):
     pytester.runpytest("-k", "data_quality", "--junitxml=j.xml")
     junit = (pytester.path / "j.xml").read_text()
     assert "harness_verdict" in junit and json.dumps("data_quality")[1:-1] in junit
+
+
+def test_an_unchanged_rerun_recomputes_nothing_and_a_new_threshold_rejudges(project):
+    pytester = project()
+    first = pytester.runpytest("-p", "no:cacheprovider").stdout.str()
+    assert "outputs from the cache" not in first and "step 24/24" in first
+    second = pytester.runpytest("-p", "no:cacheprovider").stdout.str()
+    assert "candidate adapter reused from the cache" in second and "step 24/24" not in second
+    for what in ("zero_shot val: 16 of 16", "zero_shot test: 16 of 16", "candidate test: 16 of 16"):
+        assert f"{what} outputs from the cache" in second
+    # a stricter threshold re-judges the same outputs: no training, no scoring
+    project(extra="threshold=5.0,")
+    third = pytester.runpytest("-p", "no:cacheprovider", "-k", "five_percent_rule")
+    third.assert_outcomes(failed=1, deselected=3)
+    assert "step " not in third.stdout.str() and "< 500%" in third.stdout.str()
+    store = _store(pytester)
+    runs = store.runs("toy")
+    assert [r["status"] for r in runs] == ["complete"] * 3
+    preds = [sorted((p["split"], p["idx"], p["prediction"]) for p in store.rows("predictions", r["run_id"]))
+             for r in runs]
+    assert preds[0] == preds[1] == preds[2]
+    [gate] = store.rows("gates", runs[2]["run_id"], gate="five_percent_rule")
+    assert gate["outcome"] != "PASS" and gate["details"]["threshold"] == 5.0
