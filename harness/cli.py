@@ -2,6 +2,8 @@
 
     harness report [--store PATH] [--out DIR]    rebuild the HTML reports from the store
     harness runs [EXPERIMENT] [--store PATH]     list recorded runs and their verdicts
+    harness data check FILE [--task T] [--columns input=COL,output=COL] [--labels A,B] [--val F --test F]
+                                                 check a data file; exit 1 when an error-level check fails
 
 A user's mistake ends with one line on stderr and exit status 2, never a traceback.
 """
@@ -37,6 +39,114 @@ def _runs(args) -> int:
     return 0
 
 
+def _data_check(args) -> int:
+    import time
+
+    from harness import data
+
+    started = time.perf_counter()
+    columns = data.parse_columns(args.columns) if args.columns else None
+    labels = [x.strip() for x in args.labels.split(",") if x.strip()] if args.labels else None
+    if not 0 < args.near_threshold <= 1:
+        raise HarnessError(f"--near-threshold must be in (0, 1] (got {args.near_threshold}); 0.7 is the default")
+    if args.show < 1:
+        raise HarnessError(f"--show must be at least 1 (got {args.show})")
+    if (args.val or args.test) and not args.test:
+        raise HarnessError("--val needs --test too: FILE is train, --val and --test are the held-out files")
+    dataset = data.load(args.file, max_rows=args.max_rows, columns=columns)
+    task = args.task or ("classification" if labels else data.infer_task(dataset.samples))
+    checks = [data.Check("parse", "info", f"{len(dataset.samples):,} samples read ({dataset.format})",
+                         seconds=dataset.seconds)] + dataset.checks
+    checks += data.quality_checks(dataset, task, labels=labels, near_threshold=args.near_threshold)
+    held_out: list = []
+    files: dict[int, str] = {}  # id(check) -> the file its lines are in, when not FILE
+    if args.test:
+        parts = {name: data.load(path, max_rows=args.max_rows, columns=columns)
+                 for name, path in (("val", args.val), ("test", args.test)) if path}
+        for name, part in parts.items():
+            for c in part.checks:
+                checks.append(_renamed(c, f"{name}: {c.message}"))
+                files[id(checks[-1])] = part.path
+        splits = data.Splits(dataset.samples, parts["val"].samples if "val" in parts else [], parts["test"].samples,
+                             "")
+        how = "train = FILE, " + ", ".join(f"{k} = {v.path}" for k, v in parts.items())
+    else:
+        fractions = (0.8, 0.1, 0.1)
+        try:
+            splits = data.split(dataset.samples, fractions, seed=args.seed, stratify=task == "classification")
+            how = f"the harness's own split of FILE (80/10/10, seed {args.seed}); pass --val/--test for split files"
+        except data.DataError as e:
+            splits, how = None, f"skipped: {e}"
+    if splits is not None:
+        held_out = splits.val + splits.test
+        checks += data.leakage_checks(splits, near_threshold=args.near_threshold)
+    _print_report(args, dataset, task, checks, files, how, held_out, time.perf_counter() - started)
+    if args.redact:
+        count = data.redact_file(args.file, args.redact)
+        print(f"\nwrote {args.redact}: {count:,} value(s) redacted")
+    return 1 if any(c.level == "error" for c in checks) else 0
+
+
+def _renamed(check, message: str):
+    from dataclasses import replace
+
+    return replace(check, message=message)
+
+
+def _print_report(args, dataset, task: str, checks: list, files: dict, leakage_how: str, held_out: list,
+                  seconds: float) -> None:
+    from functools import cache
+    from pathlib import Path
+
+    @cache
+    def raw(path: str) -> list[str]:
+        return Path(path).read_bytes().decode("utf-8", errors="replace").split("\n")
+
+    by_line = {s.line: s.input_text for s in dataset.samples}
+    held = {s.line: s.input_text for s in held_out if s.source != Path(args.file).name}
+
+    def text(check, line: int, twin: bool = False) -> str:
+        """The row's input when it loaded, else the raw line, shortened to fit."""
+        if id(check) in files:
+            table, lines = {}, raw(files[id(check)])
+        else:
+            table = held if check.name in ("leakage", "near_leakage") and held and not twin else by_line
+            lines = raw(args.file)
+        shown = table.get(line) or (lines[line - 1] if 0 < line <= len(lines) else "")
+        shown = "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in " ".join(shown.split()))
+        return shown if len(shown) <= 72 else shown[:71] + "…"
+
+    errors = [c for c in checks if c.level == "error"]
+    warnings = [c for c in checks if c.level == "warning"]
+    inferred = "" if args.task or args.labels else " (inferred; set it with --task)"
+    print(f"{dataset.path}: {dataset.format}, {len(dataset.samples):,} samples, task {task}{inferred}, "
+          f"sha256 {dataset.sha256[:12]}")
+    print(f"leakage: {leakage_how}\n")
+    width = max(len(c.name) for c in checks)
+    print(f"{'check':<{width}}  {'level':<7}  {'rows':>6}  {'seconds':>7}  finding")
+    for c in checks:
+        print(f"{c.name:<{width}}  {c.level:<7}  {len(c.lines) or '-':>6}  {c.seconds:>7.2f}  {c.message}")
+    for c in errors + warnings:
+        if not c.lines:
+            continue
+        examples = c.examples or [(line, "") for line in c.lines]
+        shown = examples[:args.show]
+        where = f" in {files[id(c)]}" if id(c) in files else ""
+        print(f"\n{c.name} ({c.level}): {len(c.lines):,} row(s){where}, {len(shown)} shown")
+        note_width = max(len(n) for _, n in shown)
+        print(f"  {'line':>6}  {'what':<{note_width}}  text")
+        for line, note in shown:
+            print(f"  {line:>6}  {note:<{note_width}}  {text(c, line)}")
+            if c.name in ("near_duplicates", "label_conflicts", "near_leakage") and line in c.twins:
+                twin = c.twins[line]
+                print(f"  {twin:>6}  {'(its twin)':<{note_width}}  {text(c, twin, twin=True)}")
+        if len(c.lines) > len(shown):
+            more = ", ".join(map(str, c.lines[:20])) + (", …" if len(c.lines) > 20 else "")
+            print(f"  all lines: {more}")
+    verdict = "FAIL: an error-level check failed" if errors else "PASS: no error-level check failed"
+    print(f"\n{verdict} ({len(errors)} error(s), {len(warnings)} warning(s)); {seconds:.1f}s in all")
+
+
 def _open(path: str):
     from pathlib import Path
 
@@ -47,8 +157,17 @@ def _open(path: str):
     return Store(path)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line (via HarnessError) rather than usage text and exit."""
+
+    def error(self, message: str):
+        raise HarnessError(f"{self.prog}: {message}; see `{self.prog} --help`")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="harness", description="Decide, with evidence, whether fine-tuning "
+    from harness.data import NEAR_THRESHOLD, TASKS
+
+    parser = _Parser(prog="harness", description="Decide, with evidence, whether fine-tuning "
                                      "an LLM beats prompting it. Experiments run with `pytest experiments/`.")
     sub = parser.add_subparsers(dest="command", required=True)
     report = sub.add_parser("report", help="rebuild the HTML reports from the store")
@@ -59,12 +178,31 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("experiment", nargs="?", help="only this experiment")
     runs.add_argument("--store", default=DEFAULT_PATH, help=f"DuckDB store (default {DEFAULT_PATH})")
     runs.set_defaults(func=_runs)
+    data = sub.add_parser("data", help="check data files")
+    data_sub = data.add_subparsers(dest="data_command", metavar="check", required=True)
+    check = data_sub.add_parser("check", help="check a data file: format, schema, duplicates, leakage, labels, "
+                                "size, PII (see docs/data-checks.md); exit 1 when an error-level check fails")
+    check.add_argument("file", help="a .jsonl, .csv or .tsv file (the train file when --test is given)")
+    check.add_argument("--task", choices=TASKS, help="task type, for the size guide and label checks "
+                       "(default: inferred from the answers)")
+    check.add_argument("--columns", help="column mapping for rows in no chat format, e.g. "
+                       "input=question,output=right_answer (input=a+b joins columns)")
+    check.add_argument("--labels", help="the allowed labels, comma-separated; other labels become errors")
+    check.add_argument("--val", help="validation file checked for leakage against FILE (needs --test)")
+    check.add_argument("--test", help="test file checked for leakage against FILE")
+    check.add_argument("--seed", type=int, default=0, help="seed of the simulated split (default 0)")
+    check.add_argument("--near-threshold", type=float, default=NEAR_THRESHOLD,
+                       help=f"similarity that counts as a near duplicate (default {NEAR_THRESHOLD})")
+    check.add_argument("--show", type=int, default=5, help="lines shown per failing check (default 5)")
+    check.add_argument("--max-rows", type=int, help="read only the first N samples")
+    check.add_argument("--redact", metavar="OUT", help="also write a copy of FILE with personal data redacted")
+    check.set_defaults(func=_data_check)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         return args.func(args)
     except HarnessError as e:
         print(f"harness: {e}", file=sys.stderr)

@@ -44,7 +44,8 @@ REQUIRED_KEYS = {"openai_chat": ("messages",), "anthropic": ("messages",), "alpa
                  "classification": ("text", "label"), "openai_evals": ("input", "ideal")}
 MAX_CLASSIFICATION_LABELS = 20
 MAX_LINE_BYTES = 1 << 16  # 64 KiB ~ 16k tokens at ~4 bytes a token: past the context of the models tuned here
-NEAR_THRESHOLD = 0.8  # Jaccard of 5-byte shingles; one changed word in a 60-character headline scores ~0.8
+CONFLICT_SIMILARITY = 0.9  # "nearly the same input" for label conflicts: stricter than a near duplicate
+NEAR_THRESHOLD = 0.7  # Jaccard of 5-byte shingles; adding one word to a 60-character headline scores ~0.72
 
 # Recommended rows (minimum, good) per task type, from common fine-tuning guides.
 SIZE_GUIDE = {"classification": (50, 500), "extraction": (100, 1_000), "style": (200, 1_000),
@@ -118,9 +119,14 @@ class Sample:
 
     @cached_property
     def norm_input(self) -> str:
-        """The turns (no system message), case-folded, punctuation and spacing collapsed: what the
-        near-duplicate and leakage checks compare, and what `split` keeps on one side."""
-        return _simplify("\n".join(c for _, c in self.turns))
+        """The turns (no system message), lower-cased with spacing collapsed: rows with equal
+        `norm_input` have the same input (leakage compares it; `split` keeps them on one side)."""
+        return _normalise("\n".join(c for _, c in self.turns))
+
+    @cached_property
+    def _shingled(self) -> str:
+        """`norm_input` with punctuation dropped too: what near-duplicate detection compares."""
+        return _simplify(self.norm_input)
 
 
 @dataclass
@@ -360,7 +366,7 @@ class _Findings:
 
     def add(self, check: str, line: int, note: str) -> None:
         self.lines[check].append(line)
-        if len(self.notes[check]) < 50:
+        if len(self.notes[check]) < 1000:
             self.notes[check][line] = note
 
 
@@ -384,10 +390,13 @@ def _jsonl_rows(raw: bytes, found: _Findings, max_line_bytes: int):
             found.add("nan_infinity", number, str(e))
         except (ValueError, RecursionError) as e:
             if number == unterminated:
-                found.add("truncated_last_line", number, f"the file ends mid-row ({len(line):,} bytes, no newline); "
-                                                         f"copy it again or delete the partial row")
+                found.add("truncated_last_line", number, _truncated(f"{len(line):,} bytes, no newline"))
             else:
                 found.add("invalid_json", number, f"{getattr(e, 'msg', e)} (column {getattr(e, 'colno', '?')})")
+
+
+def _truncated(detail: str) -> str:
+    return f"the file ends mid-row ({detail}); copy it again or delete the partial row"
 
 
 def _csv_rows(raw: bytes, found: _Findings, max_line_bytes: int, delimiter: str, path: Path):
@@ -420,8 +429,10 @@ def _csv_rows(raw: bytes, found: _Findings, max_line_bytes: int, delimiter: str,
         except StopIteration:
             return
         except csv.Error as e:
-            check = "truncated_last_line" if not ends_with_newline and reader.line_num >= text.count("\n") else "invalid_csv"
-            found.add(check, start, str(e))
+            if not ends_with_newline and reader.line_num >= text.count("\n"):
+                found.add("truncated_last_line", start, _truncated(str(e)))
+            else:
+                found.add("invalid_csv", start, str(e))
             continue
         if not any(cell.strip() for cell in record):
             continue
@@ -429,9 +440,11 @@ def _csv_rows(raw: bytes, found: _Findings, max_line_bytes: int, delimiter: str,
         if bad_lines.intersection(range(start, end + 1)):
             continue
         if len(record) != len(header):
-            last = end >= text.count("\n") + 1 and not ends_with_newline
-            found.add("truncated_last_line" if last and len(record) < len(header) else "invalid_csv", start,
-                      f"{len(record)} field(s) where the header has {len(header)}")
+            problem = f"{len(record)} field(s) where the header has {len(header)}"
+            if end >= text.count("\n") + 1 and not ends_with_newline and len(record) < len(header):
+                found.add("truncated_last_line", start, _truncated(problem))
+            else:
+                found.add("invalid_csv", start, problem)
             continue
         if sum(map(len, record)) > max_line_bytes:
             found.add("long_line", start, f"{sum(map(len, record)):,} characters")
@@ -477,6 +490,9 @@ def load(path: str | Path, *, max_rows: int | None = None, columns: dict | None 
     if suffix in (".csv", ".tsv"):
         rows = _csv_rows(raw, found, max_line_bytes, "\t" if suffix == ".tsv" else ",", path)
     else:
+        if raw.lstrip()[:1] == b"[" and raw.lstrip().split(b"\n", 1)[0].strip() == b"[":
+            raise DataError(f"data file {path} is one JSON array, not JSON Lines; write one object per line, "
+                            f"e.g. jq -c '.[]' {path} > {path.stem}.jsonl")
         rows = _jsonl_rows(raw, found, max_line_bytes)
 
     kept: list[tuple[str, Sample]] = []
@@ -505,6 +521,10 @@ def load(path: str | Path, *, max_rows: int | None = None, columns: dict | None 
         formats[fmt] += 1
         kept.append((fmt, sample))
 
+    if formats["anthropic"] and formats["openai_chat"]:
+        # a chat without any system message is valid in both formats: it follows the file's rows that have one
+        kept = [("anthropic" if f == "openai_chat" and s.system is None else f, s) for f, s in kept]
+        formats = Counter(f for f, _ in kept)
     fmt = formats.most_common(1)[0][0] if formats else "unknown"
     if unmatched and not formats:
         keys = ", ".join(k for k, _ in seen_keys.most_common(8))
@@ -556,7 +576,8 @@ SHINGLE = 5          # bytes per shingle: short enough for headlines, long enoug
 BANDS, ROWS = 16, 4  # 64 MinHash values; a pair of similarity s becomes a candidate with probability
                      # 1-(1-s^4)^16: 0.9998 at s=0.8, 0.987 at 0.7, 0.64 at 0.5 (then verified exactly)
 MAX_BUCKET = 64      # a band bucket bigger than this pairs each member with its next 64 only (sub-quadratic)
-CHUNK_BYTES = 1 << 16  # shingles hashed at a time: 64k x 64 hashes x 8 bytes = 32 MiB of scratch
+TEXT_BYTES = 1 << 22  # text shingled at a time: 4 MiB -> 32 MiB of 64-bit shingles
+HASH_BLOCK = 1 << 15  # shingles hashed at a time: 32k x 64 hashes x 8 bytes = 16 MiB of scratch
 _RNG = np.random.default_rng(0x5EED)
 _MUL = _RNG.integers(1, 2**63, BANDS * ROWS, dtype=np.uint64) * np.uint64(2) + np.uint64(1)  # odd multipliers
 _ADD = _RNG.integers(0, 2**63, BANDS * ROWS, dtype=np.uint64)
@@ -573,27 +594,40 @@ def _signatures(encoded: list[bytes]) -> np.ndarray:
     """MinHash signature (uint32 x 64) of each text's set of 5-byte shingles."""
     sig = np.empty((len(encoded), BANDS * ROWS), np.uint32)
     i = 0
-    while i < len(encoded):
+    while i < len(encoded):  # texts in slices of about TEXT_BYTES, to bound memory on big files
         j, size = i, 0
-        while j < len(encoded) and (j == i or size + len(encoded[j]) <= CHUNK_BYTES):
+        while j < len(encoded) and (j == i or size + len(encoded[j]) <= TEXT_BYTES):
             size += len(encoded[j])
             j += 1
-        chunk = encoded[i:j]
-        lens = np.fromiter(map(len, chunk), np.int64, len(chunk))
-        buf = np.frombuffer(b"".join(chunk) + bytes(SHINGLE), np.uint8).astype(np.uint64)
-        starts = np.cumsum(lens) - lens
-        counts = np.maximum(lens - SHINGLE + 1, 1)  # a text shorter than a shingle is one (zero-padded) shingle
-        offsets = np.cumsum(counts) - counts
-        owner = np.repeat(np.arange(len(chunk)), counts)
-        pos = np.arange(counts.sum()) - offsets[owner] + starts[owner]
-        end = (starts + lens)[owner]
-        value = np.zeros(len(pos), np.uint64)
-        for k in range(SHINGLE):
-            value = (value << np.uint64(8)) | np.where(pos + k < end, buf[pos + k], np.uint64(0))
-        hashed = (_mix(value)[:, None] * _MUL + _ADD) >> np.uint64(32)
-        sig[i:j] = np.minimum.reduceat(hashed, offsets, axis=0)
+        _slice_signatures(encoded[i:j], sig[i:j])
         i = j
     return sig
+
+
+def _slice_signatures(texts: list[bytes], out: np.ndarray) -> None:
+    pad = bytes(SHINGLE - 1)  # zeros between texts: a shingle never spans two texts, a short text is zero-padded
+    lens = np.fromiter(map(len, texts), np.int64, len(texts))
+    buf = np.frombuffer(pad.join(texts) + bytes(2 * SHINGLE), np.uint8).astype(np.uint64)
+    starts = np.cumsum(lens + SHINGLE - 1) - (lens + SHINGLE - 1)
+    counts = np.maximum(lens - SHINGLE + 1, 1)  # a text shorter than a shingle is one (zero-padded) shingle
+    offsets = np.cumsum(counts) - counts
+    owner = np.repeat(np.arange(len(texts)), counts)
+    pos = np.arange(counts.sum()) - offsets[owner] + starts[owner]
+    window = buf[:len(buf) - SHINGLE].copy()
+    for k in range(1, SHINGLE):  # the 5 bytes from each position, as one 40-bit integer
+        window <<= np.uint64(8)
+        window |= buf[k:len(buf) - SHINGLE + k]
+    mixed = _mix(window[pos])
+    total = len(mixed)
+    # hash in blocks of whole texts, about HASH_BLOCK shingles each
+    firsts = np.unique(np.searchsorted(offsets, np.arange(0, total, HASH_BLOCK), side="right") - 1)
+    bounds = list(firsts) + [len(texts)]
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        lo, hi = offsets[a], offsets[b] if b < len(texts) else total
+        hashed = np.multiply.outer(_MUL, mixed[lo:hi])  # (64, shingles): hash-major keeps reduceat fast
+        hashed += _ADD[:, None]
+        hashed >>= np.uint64(32)  # multiply-add-shift: the top 32 bits are the well-mixed ones
+        out[a:b] = np.minimum.reduceat(hashed, offsets[a:b] - lo, axis=1).T
 
 
 def _shingle_set(text: bytes) -> set[bytes]:
@@ -683,7 +717,7 @@ class _Rows:
         self.unique = list(first.values())
         self.groups: dict[str, list[Sample]] = defaultdict(list)  # norm_input -> unique rows, in file order
         for s in self.unique:
-            if s.norm_input:
+            if s._shingled:
                 self.groups[s.norm_input].append(s)
 
     @cached_property
@@ -699,7 +733,7 @@ class _Rows:
         for group in groups:
             for row in group[1:]:
                 offer(row, group[0], 1.0)
-        for i, j, similarity in near_pairs([g[0].norm_input for g in groups], self.threshold):
+        for i, j, similarity in near_pairs([g[0]._shingled for g in groups], self.threshold):
             early, late = (groups[i], groups[j]) if groups[i][0].line < groups[j][0].line else (groups[j], groups[i])
             for row in late:
                 offer(row, early[0], similarity)
@@ -727,47 +761,63 @@ def _near_duplicates(rows: _Rows, task: str, labels) -> Check:
         return Check("near_duplicates", "info", f"no two inputs alike at similarity >= {rows.threshold:g}")
     worst = sorted(near.items(), key=lambda kv: (-kv[1][1], kv[0]))
     lines = sorted(near)
-    exact = sum(1 for _, (_, s) in near.items() if s == 1.0)
+    by_line = {s.line: s for s in rows.unique}
+    same = sum(1 for line, (twin, _) in near.items() if by_line[line].norm_input == twin.norm_input)
     first = lines[0]
     return Check("near_duplicates", "warning",
-                 f"{len(near)} row(s) nearly repeat an earlier row's input (similarity >= {rows.threshold:g}; {exact} "
-                 f"differ only in case, punctuation or answer); first at line {first}, like line "
-                 f"{near[first][0].line}; they can leak across splits", lines,
+                 f"{len(near)} row(s) nearly repeat an earlier row's input (similarity >= {rows.threshold:g}; {same} "
+                 f"with the very same input but another answer); first at line {first}, like line "
+                 f"{near[first][0].line}; review them: they can leak across splits", lines,
                  {line: twin.line for line, (twin, _) in near.items()},
-                 [(line, f"~ line {twin.line} (similarity {s:.2f})") for line, (twin, s) in worst[:50]])
+                 [(line, _likeness(by_line[line], twin, s)) for line, (twin, s) in worst[:50]])
+
+
+def _likeness(row: Sample, twin: Sample, similarity: float) -> str:
+    if row.norm_input == twin.norm_input:
+        return f"same input as line {twin.line}, another answer"
+    if similarity == 1.0:
+        return f"~ line {twin.line} (differs only in punctuation)"
+    return f"~ line {twin.line} (similarity {similarity:.2f})"
 
 
 def _label_conflicts(rows: _Rows, task: str, labels) -> Check | None:
     if task != "classification":
         return None
     by_line = {s.line: s for s in rows.unique}
-    conflicts = sorted((line, twin) for line, (twin, _) in rows.near.items()
-                       if by_line[line].answer.strip() != twin.answer.strip())
+    conflicts = sorted((line, twin) for line, (twin, similarity) in rows.near.items()
+                       if similarity >= CONFLICT_SIMILARITY and by_line[line].answer.strip() != twin.answer.strip())
     if not conflicts:
-        return Check("label_conflicts", "info", "no two alike inputs carry different labels")
+        return Check("label_conflicts", "info", f"no two inputs alike at similarity >= {CONFLICT_SIMILARITY:g} "
+                                                f"carry different labels")
     line, twin = conflicts[0]
     return Check("label_conflicts", "warning",
-                 f"{len(conflicts)} row(s) have the same or nearly the same input as an earlier row but a different "
-                 f"label (label noise); first at line {line} ({by_line[line].answer.strip()!r}) vs line {twin.line} "
+                 f"{len(conflicts)} row(s) have the same or nearly the same input as an earlier row (similarity >= "
+                 f"{CONFLICT_SIMILARITY:g}) but a different label: label noise, unless the inputs differ where it "
+                 f"matters; first at line {line} ({by_line[line].answer.strip()!r}) vs line {twin.line} "
                  f"({twin.answer.strip()!r}); fix or drop one of each pair",
                  [line for line, _ in conflicts], {line: t.line for line, t in conflicts},
                  [(line, f"{by_line[line].answer.strip()!r} vs {t.answer.strip()!r} at line {t.line}")
                   for line, t in conflicts[:50]])
 
 
+def _label_set(samples: list[Sample], labels) -> tuple[set[str], str]:
+    """The allowed labels, and how they were chosen."""
+    if labels is not None:
+        allowed = {str(x).strip() for x in labels}
+        return allowed, f"the label set {sorted(allowed)}"
+    counts = Counter(s.answer.strip() for s in samples)
+    # A label seen fewer than 3 times (or under 1% of an average class) is more likely a typo or a
+    # stray row than a class: nothing can be learned or measured from one or two examples.
+    floor = max(3, 0.01 * len(samples) / max(1, len(counts)))
+    allowed = {label for label, n in counts.items() if n >= floor}
+    return allowed, f"the labels seen at least {math.ceil(floor)} times {sorted(allowed)}"
+
+
 def _unknown_label(rows: _Rows, task: str, labels) -> Check | None:
     if task != "classification" or not rows.samples:
         return None
-    counts = Counter(s.answer.strip() for s in rows.samples)
-    if labels is not None:
-        allowed, level = {str(x).strip() for x in labels}, "error"
-        how = f"the label set {sorted(allowed)}"
-    else:
-        # A label seen fewer than 3 times (or under 1% of an average class) is more likely a typo or a
-        # stray row than a class: nothing can be learned or measured from one or two examples.
-        floor = max(3, 0.01 * len(rows.samples) / len(counts))
-        allowed, level = {label for label, n in counts.items() if n >= floor}, "warning"
-        how = f"the labels seen at least {math.ceil(floor)} times {sorted(allowed)}"
+    allowed, how = _label_set(rows.samples, labels)
+    level = "error" if labels is not None else "warning"
     outside = [s for s in rows.samples if s.answer.strip() not in allowed]
     if not outside:
         return Check("unknown_label", "info", f"every label is in {how}")
@@ -787,10 +837,16 @@ def _unknown_label(rows: _Rows, task: str, labels) -> Check | None:
 def _class_balance(rows: _Rows, task: str, labels) -> Check | None:
     if task != "classification" or not rows.samples:
         return None
-    counts = Counter(s.answer.strip() for s in rows.samples)
+    allowed, _ = _label_set(rows.samples, labels)
+    counts = Counter(s.answer.strip() for s in rows.samples if s.answer.strip() in allowed)
+    if not counts:
+        return None
     ratio = max(counts.values()) / min(counts.values())
     level = "warning" if ratio > 3 else "info"
-    return Check("class_balance", level, f"classes {dict(sorted(counts.items()))}; largest/smallest = {ratio:.2f}")
+    stray = sum(1 for s in rows.samples if s.answer.strip() not in allowed)
+    aside = f" ({stray} row(s) outside the label set not counted)" if stray else ""
+    return Check("class_balance", level, f"classes {dict(sorted(counts.items()))}; largest/smallest = "
+                                         f"{ratio:.2f}{aside}")
 
 
 def _size(rows: _Rows, task: str, labels) -> Check:
@@ -805,9 +861,20 @@ def _size(rows: _Rows, task: str, labels) -> Check:
 
 PLACEHOLDERS = {"n a", "na", "null", "nan", "none", "undefined", "tbd", "todo", "xxx", "lorem ipsum", "placeholder",
                 "test", "asdf", "answer", "output", "response", "text", "input", "label"}
-_MOJIBAKE = re.compile("Ã[\u0080-\u00bf]|â€|Â[\u00a0-\u00bf]|\ufffd")
+# UTF-8 read as Latin-1/cp1252 ("Ã©" for "é", "â€™" for "’"), stray C1 controls, replacement characters
+_MOJIBAKE = re.compile("Ã[\u0080-\u00bf]|â€|Â[\u00a0-\u00bf]|[\u0080-\u009f]|\ufffd")
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _ALNUM = re.compile(r"[^\W_]")
+
+
+def _mojibake(found: str) -> str:
+    if len(found) == 1 and 0x80 <= ord(found) <= 0x9f:
+        try:
+            meant = bytes([ord(found)]).decode("cp1252")
+        except UnicodeDecodeError:
+            return f"control character U+{ord(found):04X}: text decoded with the wrong encoding"
+        return f"control character U+{ord(found):04X}: a cp1252 {meant!r} decoded as Latin-1"
+    return f"mojibake {found!r}: UTF-8 decoded with the wrong encoding"
 
 
 def _short_answers(rows: _Rows, task: str, labels) -> Check | None:
@@ -843,7 +910,7 @@ def _junk_rows(rows: _Rows, task: str, labels) -> Check:
         elif s.norm_input in PLACEHOLDERS:
             found.append((s, "a placeholder"))
         elif m := _MOJIBAKE.search(text):
-            found.append((s, f"mojibake {m.group()!r} (text decoded with the wrong encoding)"))
+            found.append((s, _mojibake(m.group())))
         elif m := _CONTROL.search(text):
             found.append((s, f"control character U+{ord(m.group()):04X}"))
     if not found:
@@ -866,6 +933,7 @@ _PII = re.compile(r"""
              | (?<![\w(])(?:\(\d{3}\)\ ?|\d{3}[.-])\d{3}[ .-]\d{4}(?!\d))              # North American
 """, re.X)
 PII_KINDS = ("email", "phone", "credit_card", "national_id", "ip")
+_PII_HINT = re.compile(r"@|\d\D?\d")  # every kind above has an @ or two digits at most one character apart
 
 
 def _luhn(digits: str) -> bool:
@@ -897,14 +965,34 @@ def find_pii(text: str) -> list[tuple[str, str]]:
 
 def redact(text: str) -> str:
     """`text` with each piece of personal data replaced by its kind, e.g. [EMAIL]."""
-    return _PII.sub(lambda m: f"[{m.lastgroup.upper()}]" if _valid(m.lastgroup, m.group()) else m.group(), text)
+    return _redact(text)[0]
+
+
+def _redact(text: str) -> tuple[str, int]:
+    count = 0
+
+    def replace(m: re.Match) -> str:
+        nonlocal count
+        if not _valid(m.lastgroup, m.group()):
+            return m.group()
+        count += 1
+        return f"[{m.lastgroup.upper()}]"
+
+    return _PII.sub(replace, text), count
 
 
 def _pii(rows: _Rows, task: str, labels) -> Check:
     kinds: Counter = Counter()
     found = []
+    cache: dict[str, list[str]] = {}  # a system prompt repeated on every row is scanned once
+
+    def scan(text: str) -> list[str]:
+        if text not in cache:
+            cache[text] = [kind for kind, _ in find_pii(text)] if _PII_HINT.search(text) else []
+        return cache[text]
+
     for s in rows.samples:
-        hits = [kind for _, c in s.messages + (("", s.answer),) for kind, _ in find_pii(c)]
+        hits = [kind for _, c in s.messages + (("", s.answer),) for kind in scan(c)]
         if hits:
             kinds.update(hits)
             found.append((s, Counter(hits)))
@@ -928,8 +1016,8 @@ def redact_file(path: str | Path, out: str | Path) -> int:
     def clean(value):
         nonlocal count
         if isinstance(value, str):
-            new = redact(value)
-            count += new.count("[") - value.count("[")
+            new, n = _redact(value)
+            count += n
             return new
         if isinstance(value, list):
             return [clean(v) for v in value]
@@ -991,9 +1079,9 @@ def leakage_checks(splits: Splits, *, near_threshold: float = NEAR_THRESHOLD) ->
     started = time.perf_counter()
     train: dict[str, Sample] = {}
     for s in splits.train:
-        if s.norm_input:
+        if s._shingled:
             train.setdefault(s.norm_input, s)
-    held = [(part, s) for part in ("val", "test") for s in getattr(splits, part) if s.norm_input]
+    held = [(part, s) for part in ("val", "test") for s in getattr(splits, part) if s._shingled]
     exact = [(part, s, train[s.norm_input]) for part, s in held if s.norm_input in train]
     where = lambda part, s, t: f"{part} line {s.line} ({s.source})" if s.source != t.source else f"{part} line {s.line}"
     checks = []
@@ -1010,7 +1098,7 @@ def leakage_checks(splits: Splits, *, near_threshold: float = NEAR_THRESHOLD) ->
     started = time.perf_counter()
     rest = [(part, s) for part, s in held if s.norm_input not in train]
     train_rows = list(train.values())
-    texts = [s.norm_input for s in train_rows] + [s.norm_input for _, s in rest]
+    texts = [s._shingled for s in train_rows] + [s._shingled for _, s in rest]
     side = [0] * len(train_rows) + [1] * len(rest)
     best: dict[int, tuple[str, Sample, Sample, float]] = {}
     for i, j, similarity in near_pairs(texts, near_threshold, side):
@@ -1039,10 +1127,16 @@ def leakage_checks(splits: Splits, *, near_threshold: float = NEAR_THRESHOLD) ->
 
 
 def infer_task(samples: list[Sample]) -> str:
-    """Classification when the answers are a small set of short labels, each seen more than once."""
+    """Classification when the answers are a small set of short labels, each seen more than once.
+
+    Labels seen only once may make up 1% of the rows (a typo must not turn a classification file
+    into a generation task; the unknown_label check reports those rows).
+    """
     counts = Counter(s.answer.strip() for s in samples)
-    if 1 < len(counts) <= MAX_CLASSIFICATION_LABELS and min(counts.values()) >= 2 \
-            and all(len(a.split()) <= 3 for a in counts):
+    common = {a: n for a, n in counts.items() if n >= 2}
+    strays = len(samples) - sum(common.values())
+    if 1 < len(common) <= MAX_CLASSIFICATION_LABELS and strays <= 0.01 * len(samples) \
+            and all(len(a.split()) <= 3 for a in common):
         return "classification"
     return "generation"
 
@@ -1078,7 +1172,7 @@ def split(samples: list[Sample], fractions: tuple, *, seed: int, stratify: bool)
     unique = list({s.key: s for s in reversed(samples)}.values())[::-1]  # keep the first of each duplicate
     units: dict[str, list[Sample]] = {}
     for s in unique:
-        units.setdefault(s.norm_input or s.key, []).append(s)
+        units.setdefault(s.norm_input, []).append(s)
     n_train, n_val, n_test = _counts(len(units), fractions)
     if n_train < 1 or n_test < 1:
         raise DataError(f"{len(units)} unique rows are too few to split into train/val/test {fractions}")

@@ -92,7 +92,10 @@ class Experiment:
     split: fractions (train, val, test) or row counts; seeded and stratified for classification.
     threshold: the 5% rule's minimum uplift over the best baseline (0.05 = 5%).
     relative: uplift relative to the baseline (True) or in absolute metric points (False).
-    allow_inconclusive: let an INCONCLUSIVE 5% rule pass the gate.
+    allow_inconclusive: let INCONCLUSIVE pass: True for every gate, or a tuple of gate names.
+    regression: general-ability suite scored on base and candidate ("mmlu": the shipped MMLU
+        slice; or a path to a JSONL in the same format; None: no regression gate).
+    regression_delta: the candidate may lose at most this much suite accuracy (0.02 = 2 points).
     """
 
     name: str
@@ -105,7 +108,9 @@ class Experiment:
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)
     threshold: float = 0.05
     relative: bool = True
-    allow_inconclusive: bool = False
+    allow_inconclusive: bool | tuple[str, ...] = False
+    regression: str | None = "mmlu"
+    regression_delta: float = 0.02
     metrics: tuple[str, ...] = ()
     max_rows: int | None = None
     seed: int = 0
@@ -158,12 +163,22 @@ class Experiment:
             raise SpecError(f"{where}: split fractions must add up to 1 (got {self.split}); or give row counts")
         if not 0 <= self.threshold < 10:
             raise SpecError(f"{where}: threshold must be a fraction like 0.05 for 5% (got {self.threshold!r})")
+        if not 0 <= self.regression_delta < 1:
+            raise SpecError(f"{where}: regression_delta must be in [0, 1), e.g. 0.02 for 2 points "
+                            f"(got {self.regression_delta!r})")
+        if not isinstance(self.allow_inconclusive, bool):
+            object.__setattr__(self, "allow_inconclusive", tuple(self.allow_inconclusive))
         if not 0.5 < self.confidence < 1:
             raise SpecError(f"{where}: confidence must be in (0.5, 1) (got {self.confidence!r})")
 
     @property
     def key_metric(self) -> str:
         return self.metric
+
+    def allows_inconclusive(self, gate: str) -> bool:
+        if isinstance(self.allow_inconclusive, bool):
+            return self.allow_inconclusive
+        return gate in self.allow_inconclusive
 
     def config(self) -> dict:
         """A JSON-able view, stored with every run so a verdict can be re-derived."""

@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Callable
 
 from harness import data as data_mod
-from harness import cache, gates, metrics, prompts, scoring, stats
+from harness import cache, gates, metrics, prompts, regression, scoring, stats
 from harness.errors import DataError, HarnessError, SpecError
 from harness.experiment import Experiment
+from harness.sealed import SealedSplit
 from harness.store import RunRecord, Store
 
 TRAIN_SCORE_ROWS = 200  # rows of train scored for the overfit gate's train-vs-test gap
@@ -39,6 +40,8 @@ class Approach:
     latency_p50_ms: float = 0.0
     latency_p95_ms: float = 0.0
     train_seconds: float | None = None
+    latencies: dict[str, list[float]] = field(default_factory=dict, repr=False)
+    prompt_token_counts: dict[str, list[int]] = field(default_factory=dict, repr=False)
 
 
 @dataclass
@@ -135,13 +138,31 @@ class _Scorer:
             self.log(f"{what}: {len(rendered) - computed} of {len(rendered)} outputs from the cache")
         return scored
 
-    def _score(self, model, rendered: list[str], what: str) -> scoring.Scored:
-        step = max(1, len(rendered) // 4)
+    def raw(self, model_id: str, get_model: Callable[[], object], texts: list[str], labels: list[str],
+            what: str) -> scoring.Scored:
+        """Label scoring of plain-text prompts (no chat template), e.g. a multiple-choice suite."""
+        def score(model, ps):
+            self.tokenizer.padding_side = "left"
+            return scoring.score_labels(model, self.tokenizer, ps, labels, batch_size=self.batch_size,
+                                        progress=self._progress(what, len(ps)))
+
+        scored, computed = cache.cached_score(self.store, model_id, get_model, score, texts,
+                                              {"labels": labels, "template": "none"})
+        if computed < len(texts):
+            self.log(f"{what}: {len(texts) - computed} of {len(texts)} outputs from the cache")
+        return scored
+
+    def _progress(self, what: str, total: int):
+        step = max(1, total // 4)
 
         def progress(done, total):
             if done == total or done % step < self.batch_size:
                 self.log(f"{what}: {done}/{total}")
 
+        return progress
+
+    def _score(self, model, rendered: list[str], what: str) -> scoring.Scored:
+        progress = self._progress(what, len(rendered))
         self.tokenizer.padding_side = "left"
         if self.task == "classification":
             return scoring.score_labels(model, self.tokenizer, rendered, self.labels, batch_size=self.batch_size,
@@ -186,26 +207,6 @@ def _named(metric: str, extra: dict) -> dict:
     return {k if k.lower().startswith(metric[:5]) else f"{metric}_{k}": v for k, v in extra.items()}
 
 
-def _evaluate(approach: Approach, scored_by_split: dict, splits: dict, key, extra) -> None:
-    latencies, tokens = [], []
-    for split, scored in scored_by_split.items():
-        refs = [s.answer.strip() for s in splits[split]]
-        preds = [p.strip() for p in scored.predictions]
-        result = key.score(preds, refs)
-        approach.metrics[split] = {key.name: result.value, **_named(key.name, result.extra)}
-        for m in extra:
-            r = m.score(preds, refs)
-            approach.metrics[split].update({m.name: r.value, **_named(m.name, r.extra)})
-        approach.predictions[split] = scored.predictions
-        approach.scores[split] = list(result.per_example)
-        if split == "test":
-            latencies, tokens = scored.latencies_ms, scored.prompt_tokens
-    if latencies:
-        approach.latency_p50_ms = stats.percentile(latencies, 50)
-        approach.latency_p95_ms = stats.percentile(latencies, 95)
-        approach.prompt_tokens = sum(tokens) / len(tokens)
-
-
 def run_experiment(experiment: Experiment, store: Store, *, root: str | Path = ".",
                    log: Callable[[str], None] = print, work_dir: str | Path | None = None) -> Result:
     """Run one experiment end to end and record it. Raises HarnessError for a user's mistake."""
@@ -233,28 +234,29 @@ def _run(experiment: Experiment, store: Store, run_id: str, record: RunRecord, r
     task = experiment.task or data_mod.infer_task(samples)
     if not isinstance(experiment.data, dict):
         checks = checks + data_mod.quality_checks(data_mod.Dataset(data_path, "", samples, data_sha), task)
+    if splits is None and not any(c.level == "error" for c in checks):
+        splits = data_mod.split(samples, experiment.split, seed=experiment.seed, stratify=task == "classification")
+    if splits is not None and hasattr(data_mod, "leakage_checks"):
+        checks = checks + data_mod.leakage_checks(splits)
     record.checks = [{"name": c.name, "level": c.level, "message": c.message, "lines": c.lines[:1000]}
                      for c in checks]
     quality = gates.data_quality(checks)
     if quality.outcome == gates.FAIL:
         raise DataError(f"{name}: data file {data_path}: {quality.message}")
-    if splits is None:
-        splits = data_mod.split(samples, experiment.split, seed=experiment.seed,
-                                stratify=task == "classification")
-    by_split = {"val": splits.val, "test": splits.test}
-    by_split = {k: v for k, v in by_split.items() if v}
     labels = data_mod.labels(splits.train) if task == "classification" else []
     if task == "classification":
         unseen = sorted({s.answer.strip() for s in splits.test + splits.val} - set(labels))
         if unseen:
             raise DataError(f"{name}: labels {unseen} appear in val/test but never in train; add train rows for them")
+    test = SealedSplit(splits.test, splits.test_sha256)
     key, extra = _key_metric(experiment, task)
-    log(f"{name}: {task}, {len(splits.train)} train / {len(splits.val)} val / {len(splits.test)} test rows; "
+    log(f"{name}: {task}, {len(splits.train)} train / {len(splits.val)} val / {len(test)} test rows; "
         f"key metric {key.name}")
 
+    suite = regression.load_suite(experiment.regression, root=root) \
+        if experiment.regression and experiment.candidate else None
     resolved = models.resolve(experiment.model)
     tokenizer = models.load_tokenizer(resolved, trust_remote_code=experiment.trust_remote_code)
-    tokenizer.padding_side = "left"
     max_new = 16
     if task == "generation":
         longest = max(len(tokenizer(s.answer, add_special_tokens=False)["input_ids"]) for s in splits.train + splits.val)
@@ -262,27 +264,34 @@ def _run(experiment: Experiment, store: Store, run_id: str, record: RunRecord, r
     scorer = _Scorer(store, tokenizer, task, labels, max_new, experiment.eval_batch_size, log)
     record.run_fields = {"task": task, "key_metric": key.name, "model": experiment.model,
                          "model_sha256": resolved.sha256, "data_path": data_path, "data_sha256": data_sha,
-                         "test_sha256": splits.test_sha256, "provenance": provenance(root, experiment)}
-
+                         "test_sha256": test.sha256, "provenance": provenance(root, experiment)}
     loaded = _Models(resolved, experiment.trust_remote_code)
     base_id = f"{resolved.sha256}:nf4"
-    baselines: dict[str, Approach] = {}
+
+    # --- selection: train and validation only; the test split stays sealed -------------------
+    # Each approach: (Approach, model id, model loader, messages for a sample).
+    approaches: list[tuple[Approach, str, Callable, Callable]] = []
     for baseline in experiment.baselines:
         system = baseline.system_prompt(root)
         shots = prompts.choose_shots(splits.train, baseline.k, baseline.seed) if baseline.k else []
         approach = Approach(baseline.name, "baseline", {**baseline.config(), "system_prompt": system,
                                                         "shots": [[s.input_text, s.answer] for s in shots]})
-        scored = {split: scorer(base_id, loaded.base, [prompts.baseline_messages(s, system, shots) for s in rows],
-                                f"{name}: {baseline.name} {split}") for split, rows in by_split.items()}
-        _evaluate(approach, scored, by_split, key, extra)
-        baselines[baseline.name] = approach
-        log(f"{name}: {baseline.name} {key.name} " + ", ".join(f"{s} {approach.metrics[s][key.name]:.3f}"
-                                                            for s in scored))
-    # The best baseline is picked on validation, never on test (no winner's curse).
-    pick_split = "val" if "val" in by_split else "test"
-    best = max(baselines.values(), key=lambda a: a.metrics[pick_split][key.name])
+        approaches.append((approach, base_id, loaded.base,
+                           lambda s, system=system, shots=shots: prompts.baseline_messages(s, system, shots)))
+    pick_split = "val" if splits.val else "train"  # never test: no winner's curse
+    pick_rows = splits.val or splits.train[:TRAIN_SCORE_ROWS]
+    for approach, model_id, get_model, messages in approaches:
+        _score_split(scorer, approach, "val" if splits.val else "train", pick_rows, model_id, get_model, messages,
+                     key, extra, name)
+    best = max((a for a, *_ in approaches), key=lambda a: a.metrics[pick_split][key.name])
+    log(f"{name}: best baseline on {pick_split}: {best.name} ({key.name} {best.metrics[pick_split][key.name]:.3f})")
 
-    candidate, curves, train_score = None, [], None
+    suite_prompts = [regression.prompt(q) for q in suite.rows] if suite else []
+    if suite:  # scored before training, which wraps the base model in the adapter
+        base_suite = regression.from_predictions(suite, scorer.raw(
+            base_id, loaded.base, suite_prompts, regression.CONTINUATIONS, f"{name}: regression suite, base").predictions)
+
+    candidate, curves, train_score, trained = None, [], None, None
     if experiment.candidate is not None:
         from harness import train as train_mod
 
@@ -308,48 +317,93 @@ def _run(experiment: Experiment, store: Store, run_id: str, record: RunRecord, r
                              train_seconds=trained.seconds)
         candidate_id = f"{base_id}+{trained.adapter_sha256}"
         get_candidate = lambda: loaded.load_adapter(trained.adapter_path)
-        scored = {split: scorer(candidate_id, get_candidate, [prompts.candidate_messages(s, system) for s in rows],
-                                f"{name}: candidate {split}") for split, rows in by_split.items()}
+        messages = lambda s, system=system: prompts.candidate_messages(s, system)
+        approaches.append((candidate, candidate_id, get_candidate, messages))
+        if splits.val:
+            _score_split(scorer, candidate, "val", splits.val, candidate_id, get_candidate, messages, key, extra, name)
         seen = splits.train[:TRAIN_SCORE_ROWS]
-        scored_train = scorer(candidate_id, get_candidate, [prompts.candidate_messages(s, system) for s in seen],
-                              f"{name}: candidate train (overfit check)")
-        _evaluate(candidate, scored, by_split, key, extra)
-        train_score = key.score([p.strip() for p in scored_train.predictions],
-                                [s.answer.strip() for s in seen]).value
-        candidate.metrics["train"] = {key.name: train_score}
-        record.approaches.append(_approach_row(candidate, trained.adapter_path, trained.adapter_sha256))
-        log(f"{name}: candidate {key.name} " + ", ".join(f"{s} {candidate.metrics[s][key.name]:.3f}" for s in scored))
+        _score_split(scorer, candidate, "train", seen, candidate_id, get_candidate, messages, key, extra,
+                     name, what="train (overfit check)")
+        train_score = candidate.metrics["train"][key.name]
+        if suite:
+            candidate_suite = regression.from_predictions(suite, scorer.raw(
+                candidate_id, get_candidate, suite_prompts, regression.CONTINUATIONS,
+                f"{name}: regression suite, candidate").predictions)
+
+    # --- final scoring: the test split is opened once, for what was already chosen ----------
+    test_rows = test.open("final scoring")
+    for approach, model_id, get_model, messages in approaches:
+        _score_split(scorer, approach, "test", test_rows, model_id, get_model, messages, key, extra, name)
+        _latency(approach)
+        log(f"{name}: {approach.name} {key.name} " + ", ".join(
+            f"{s} {v[key.name]:.3f}" for s, v in approach.metrics.items()))
 
     verdicts = {"data_quality": quality}
     if candidate is not None:
         verdicts["five_percent_rule"] = gates.five_percent_rule(
             key.name, candidate.scores["test"], best.name, best.scores["test"], threshold=experiment.threshold,
             relative=experiment.relative, confidence=experiment.confidence,
-            allow_inconclusive=experiment.allow_inconclusive, seed=experiment.seed)
+            allow_inconclusive=experiment.allows_inconclusive("five_percent_rule"), seed=experiment.seed)
         verdicts["five_percent_rule"].details["picked_on"] = pick_split
-        verdicts["overfit"] = gates.overfit(curves, train_score=train_score, test_score=candidate.metrics["test"][key.name],
-                                            metric=key.name)
+        if suite:
+            verdicts["regression"] = regression.regression_gate(
+                base_suite, candidate_suite, delta=experiment.regression_delta, confidence=experiment.confidence,
+                seed=experiment.seed)
+            verdicts["regression"].details["allow_inconclusive"] = experiment.allows_inconclusive("regression")
+            for approach_name, scores in (("base", base_suite), ("candidate", candidate_suite)):
+                record.metrics.append({"approach": approach_name, "split": "regression",
+                                       "metric": f"{suite.name}_accuracy", "value": scores.accuracy})
+        verdicts["overfit"] = gates.overfit(curves, train_score=train_score,
+                                            test_score=candidate.metrics["test"][key.name], metric=key.name)
     else:
         verdicts["five_percent_rule"] = gates.Verdict("five_percent_rule", gates.SKIP,
                                                       "no candidate declared; baselines only")
 
-    record.approaches += [_approach_row(a) for a in baselines.values()]
-    for approach in list(baselines.values()) + ([candidate] if candidate else []):
+    rows_of = {"val": splits.val, "test": test_rows, "train": splits.train}
+    for approach, *_ in approaches:
+        adapter = (trained.adapter_path, trained.adapter_sha256) if approach.kind == "candidate" else (None, None)
+        record.approaches.append(_approach_row(approach, *adapter))
         for split, values in approach.metrics.items():
             record.metrics += [{"approach": approach.name, "split": split, "metric": m, "value": v}
                                for m, v in values.items()]
         for split, preds in approach.predictions.items():
-            rows = by_split[split]
             record.predictions += [{"approach": approach.name, "split": split, "idx": i, "example_key": s.key,
                                     "input": s.input_text, "reference": s.answer, "prediction": p,
                                     "score": approach.scores[split][i] if approach.scores[split] else None}
-                                   for i, (s, p) in enumerate(zip(rows, preds))]
+                                   for i, (s, p) in enumerate(zip(rows_of[split], preds))]
     record.curves = [{"approach": "candidate", **c} for c in curves]
     record.gates = [v.row() for v in verdicts.values()]
     store.finish_run(run_id, record)
+    baselines = {a.name: a for a, *_ in approaches if a.kind == "baseline"}
     return Result(run_id, name, task, key.name, baselines, best.name, candidate, verdicts, checks, curves,
-                  {"train": len(splits.train), "val": len(splits.val), "test": len(splits.test)},
+                  {"train": len(splits.train), "val": len(splits.val), "test": len(test)},
                   time.perf_counter() - started)
+
+
+def _score_split(scorer: _Scorer, approach: Approach, split: str, rows: list, model_id: str, get_model: Callable,
+                 messages: Callable, key, extra, name: str, what: str | None = None) -> None:
+    """Score one approach on one split: predictions, per-example key metric, every metric."""
+    scored = scorer(model_id, get_model, [messages(s) for s in rows], f"{name}: {approach.name} {what or split}")
+    refs = [s.answer.strip() for s in rows]
+    preds = [p.strip() for p in scored.predictions]
+    result = key.score(preds, refs)
+    approach.metrics[split] = {key.name: result.value, **_named(key.name, result.extra)}
+    for m in extra:
+        r = m.score(preds, refs)
+        approach.metrics[split].update({m.name: r.value, **_named(m.name, r.extra)})
+    approach.predictions[split] = scored.predictions
+    approach.scores[split] = list(result.per_example)
+    approach.latencies[split] = scored.latencies_ms
+    approach.prompt_token_counts[split] = scored.prompt_tokens
+
+
+def _latency(approach: Approach) -> None:
+    """Latency and prompt size per call, measured on the test split."""
+    latencies, tokens = approach.latencies.get("test") or [], approach.prompt_token_counts.get("test") or []
+    if latencies:
+        approach.latency_p50_ms = stats.percentile(latencies, 50)
+        approach.latency_p95_ms = stats.percentile(latencies, 95)
+        approach.prompt_tokens = sum(tokens) / len(tokens)
 
 
 def _approach_row(a: Approach, adapter_path: str | None = None, adapter_sha256: str | None = None) -> dict:

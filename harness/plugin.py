@@ -20,7 +20,7 @@ import pytest
 from harness.errors import HarnessError
 from harness.experiment import Experiment
 
-GATES_WITH_CANDIDATE = ("data_quality", "five_percent_rule", "overfit")
+GATES_WITH_CANDIDATE = ("data_quality", "five_percent_rule", "overfit", "regression")
 GATES_WITHOUT_CANDIDATE = ("data_quality", "five_percent_rule")
 VERDICT_PROPERTY = "harness_verdict"
 
@@ -107,6 +107,8 @@ class ExperimentNode(pytest.Collector):
 
     def collect(self):
         gates = GATES_WITH_CANDIDATE if self.experiment.candidate else GATES_WITHOUT_CANDIDATE
+        if not self.experiment.regression:
+            gates = tuple(g for g in gates if g != "regression")
         for gate in gates:
             yield GateItem.from_parent(self, name=gate, gate=gate, experiment=self.experiment)
 
@@ -200,3 +202,6 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
             terminalreporter.write_line(f"harness: store {state.store_path}; report {pages[0] if pages else '-'}")
         except HarnessError as e:
             terminalreporter.write_line(f"harness: report not written: {e}")
+        except Exception as e:  # a report bug must not hide the verdicts above; the store is intact
+            terminalreporter.write_line(f"harness: report not written ({type(e).__name__}: {e}); "
+                                        f"the store is intact, rebuild with `harness report`")

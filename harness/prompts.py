@@ -12,9 +12,8 @@ def _as_dicts(pairs) -> list[dict]:
 
 def choose_shots(train: list[Sample], k: int, seed: int) -> list[Sample]:
     """k solved examples, seeded, from the train split only."""
-    if k > len(train):
-        k = len(train)
-    return random.Random(seed).sample(train, k)
+    pool = list(train)
+    return random.Random(seed).sample(pool, min(k, len(pool)))
 
 
 def baseline_messages(sample: Sample, system: str, shots: list[Sample]) -> list[dict]:

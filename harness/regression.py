@@ -164,8 +164,12 @@ def score_suite(model, tokenizer, suite: Suite, batch_size: int = 16,
     start = time.perf_counter()
     scored = scoring.score_labels(model, tokenizer, [prompt(q) for q in suite.rows], CONTINUATIONS,
                                   batch_size=batch_size, progress=progress)
-    seconds = time.perf_counter() - start
-    predicted = [p.strip() for p in scored.predictions]
+    return from_predictions(suite, scored.predictions, time.perf_counter() - start)
+
+
+def from_predictions(suite: Suite, predictions: list[str], seconds: float = 0.0) -> SuiteScores:
+    """SuiteScores from predicted continuations (" A".." D"), e.g. read back from the output cache."""
+    predicted = [p.strip() for p in predictions]
     correct = [int(p == LETTERS[q.answer]) for p, q in zip(predicted, suite.rows)]
     return SuiteScores(suite.name, suite.title, suite.sha256, [q.subject for q in suite.rows], correct, predicted,
                        seconds)

@@ -401,8 +401,11 @@ def _experiment_context(name: str, data: dict) -> dict:
     ctx: dict[str, Any] = {"name": name, "runs": len(runs), "refused": None, "shown": shown is not None,
                            "latest_status": latest["status"], "latest_started": latest["started_at"],
                            "latest_failed": None, "history": _history(runs, shown),
-                           "sparkline": sparkline([_summary(r)["candidate_score"] for r in runs
-                                                   if r["status"] == "complete"])}
+                           "complete_runs": sum(1 for r in runs if r["status"] == "complete"),
+                           "sparkline": None}
+    scores = [_summary(r)["candidate_score"] for r in runs if r["status"] == "complete"]
+    if sum(1 for v in scores if _finite(v)) >= 2:  # one point is not a trend
+        ctx["sparkline"] = sparkline(scores)
     if latest is not shown and latest["status"] == "failed":
         ctx["latest_failed"] = {"run_id": latest["run_id"], "started_at": latest["started_at"],
                                 "error": latest.get("error") or "(no error recorded)",
@@ -419,7 +422,7 @@ def _experiment_context(name: str, data: dict) -> dict:
         run=shown, gates=ordered_gates,
         why=[g for g in ordered_gates if g.get("message") and (g["outcome"] != SKIP or g["gate"] == RULE)],
         interval_svg=interval_chart(summary["uplift"], summary["low"], summary["high"], summary["threshold"],
-                                    summary["relative"], summary["rule_outcome"]),
+                                    summary["relative"], summary["rule_outcome"], axis_label=_uplift_axis(summary)),
         approaches=_approaches(shown, metrics, summary),
         score_svg=None, cost=_cost(shown, summary),
         curves=_curves(shown.get("curves", [])),
@@ -430,6 +433,13 @@ def _experiment_context(name: str, data: dict) -> dict:
     ctx["score_svg"] = bar_chart([(a["name"], a["key_test"], a["role"]) for a in ctx["approaches"]["rows"]],
                                  label=f"{summary['key'] or 'key metric'} on test")
     return ctx
+
+
+def _uplift_axis(summary: dict) -> str:
+    kind = "relative" if summary["relative"] else "absolute"
+    key = summary["key"] or "the key metric"
+    return (f"{kind} uplift in {key} on test: {summary['candidate'] or 'candidate'} vs "
+            f"{summary['baseline'] or 'best baseline'}")
 
 
 def _approaches(run: dict, metrics: dict, summary: dict) -> dict:
@@ -455,20 +465,28 @@ def _approaches(run: dict, metrics: dict, summary: dict) -> dict:
                      "key_test": metrics.get(approach, {}).get("test", {}).get(key) if key else None,
                      "prompt_tokens": a.get("prompt_tokens"), "p50": a.get("latency_p50_ms"),
                      "p95": a.get("latency_p95_ms"), "train_seconds": a.get("train_seconds"),
-                     "config": _short_config(a.get("config"))})
+                     "config": _config_view(a.get("config"), approach)})
     return {"metrics": metric_names, "splits": splits, "rows": rows}
 
 
-def _short_config(config: Any) -> str:
-    """A one-line summary of an approach's config (the long system prompt and shots are left out)."""
-    if not isinstance(config, dict):
-        return ""
-    parts = []
+CONFIG_BRIEF_KEYS = 4    # settings named on the approaches table's one line; the rest fold away
+
+
+def _config_view(config: Any, name: str) -> dict | None:
+    """An approach's config as one short line of its first few settings, and the whole of it
+    (system prompt and few-shot examples included) as indented JSON for a collapsed <details>."""
+    if not isinstance(config, dict) or not config:
+        return None
+    brief = []
     for k, v in config.items():
-        if k in ("system_prompt", "shots") or isinstance(v, (dict, list)):
+        if len(brief) == CONFIG_BRIEF_KEYS:
+            break
+        if v is None or isinstance(v, (dict, list)) or k in ("system_prompt", "shots", "seed") or \
+                (k == "name" and v == name):
             continue
-        parts.append(f"{k}={v}")
-    return ", ".join(parts)[:300]
+        brief.append(f"{k}={_short(str(v), 32)}")
+    return {"brief": ", ".join(brief), "count": len(config),
+            "full": json.dumps(config, indent=2, ensure_ascii=False, default=str)}
 
 
 def _cost(run: dict, summary: dict) -> dict:
@@ -484,18 +502,41 @@ def _cost(run: dict, summary: dict) -> dict:
             "base_p95": base.get("latency_p95_ms"), "cand_p95": cand.get("latency_p95_ms")}
 
 
+LOG_SCALE_RATIO = 10     # loss spanning 10x or more (a first eval at ~5, training ending near 0.2) gets a log axis
+
+
 def _curves(rows: list[dict]) -> list[dict]:
     by_approach: dict[str, dict[str, list]] = {}
+    epochs: dict[str, list[tuple[float, float]]] = {}
     for c in rows:
         by_approach.setdefault(c["approach"], {}).setdefault(c["split"], []).append((c["step"], c["loss"]))
+        if _finite(c.get("epoch")) and _finite(c.get("step")) and c["epoch"] > 0:
+            epochs.setdefault(c["approach"], []).append((c["step"], c["epoch"]))
     charts = []
     for approach, splits in by_approach.items():
         series = [{"label": f"{split} loss", "points": sorted(pts, key=lambda p: (p[0] is None, p[0] or 0)),
                    "color": _SERIES_COLORS.get(split, _PALETTE[i % len(_PALETTE)]), "markers": split != "train"}
                   for i, (split, pts) in enumerate(sorted(splits.items(), key=lambda kv: kv[0] != "train"))]
-        svg = line_chart(series, x_label="step", y_label="loss", title=f"{approach}: training and validation loss")
+        losses = [y for s in series for _, y in s["points"] if _finite(y)]
+        log_y = bool(losses) and min(losses) > 0 and max(losses) / min(losses) >= LOG_SCALE_RATIO
+        svg = line_chart(series, x_label="training step", y_label="loss (log scale)" if log_y else "loss",
+                         title=f"{approach}: training and validation loss", log_y=log_y,
+                         x_marks=_epoch_marks(epochs.get(approach, [])), width=720, height=300)
         charts.append({"approach": approach, "svg": svg})
     return charts
+
+
+def _epoch_marks(points: list[tuple[float, float]]) -> list[tuple[float, str]]:
+    """The step where each whole epoch ends, from (step, epoch) pairs: steps per epoch = step / epoch."""
+    if not points:
+        return []
+    step, epoch = max(points, key=lambda p: p[0])
+    per_epoch = step / epoch
+    last = max(p[0] for p in points)
+    count = int(math.floor(epoch + 1e-6))
+    if per_epoch <= 0 or count > 50:
+        return []
+    return [(round(k * per_epoch), f"epoch {k}") for k in range(1, count + 1) if round(k * per_epoch) <= last]
 
 
 def _binary(scores: Iterable[float | None]) -> bool:
@@ -655,6 +696,7 @@ def _index_row(page: dict, href: str | None) -> dict:
     s = page.get("summary")
     return {"name": page["name"], "href": href, "refused": page.get("refused"), "verdict": page["verdict"],
             "summary": s, "gates": page.get("gates", []), "sparkline": page["sparkline"], "runs": page["runs"],
+            "complete_runs": page["complete_runs"],
             "latest_status": page["latest_status"], "latest_started": page["latest_started"],
             "interval_svg": interval_chart(s["uplift"], s["low"], s["high"], s["threshold"], s["relative"],
                                            s["rule_outcome"], compact=True) if s else None}
@@ -767,32 +809,59 @@ def _f(x: float) -> str:
     return f"{x:.1f}"
 
 
+def log_ticks(lo: float, hi: float) -> list[float]:
+    """1-2-5 ticks covering [lo, hi] on a log axis (both > 0)."""
+    ticks = []
+    for e in range(math.floor(math.log10(lo)) - 1, math.ceil(math.log10(hi)) + 1):
+        ticks += [m * 10.0 ** e for m in (1, 2, 5)]
+    first = max(t for t in ticks if t <= lo * (1 + 1e-9))
+    last = min(t for t in ticks if t >= hi * (1 - 1e-9))
+    if last <= first:  # lo == hi, on a tick: widen to the next tick up so the axis has a span
+        last = min(t for t in ticks if t > first * (1 + 1e-9))
+    return [float(f"{t:.6g}") for t in ticks if first <= t <= last]
+
+
 def line_chart(series: list[dict], *, width: int = 560, height: int = 260, x_label: str = "",
-               y_label: str = "", title: str = "") -> Markup | None:
-    """A line chart: series are {label, points: [(x, y)], color, markers}; NaN/None points break the line."""
-    finite = [[(x, y) if _finite(x) and _finite(y) else None for x, y in s.get("points", [])] for s in series]
+               y_label: str = "", title: str = "", log_y: bool = False,
+               x_marks: Sequence[tuple[float, str]] = ()) -> Markup | None:
+    """A line chart: series are {label, points: [(x, y)], color, markers}; NaN/None points break the line.
+
+    log_y puts y on a log axis (points at or below zero are then left out); x_marks are labelled
+    vertical lines (epoch ends)."""
+    def usable(x, y):
+        return _finite(x) and _finite(y) and (y > 0 or not log_y)
+
+    finite = [[(x, y) if usable(x, y) else None for x, y in s.get("points", [])] for s in series]
     xs = [p[0] for pts in finite for p in pts if p]
     ys = [p[1] for pts in finite for p in pts if p]
     if not xs:
         return None
-    left, right, top, bottom = 58, 16, 34, 44
+    left, right, top, bottom = 62, 18, 40, 46
     pw, ph = width - left - right, height - top - bottom
-    xt, yt = nice_ticks(min(xs), max(xs), 6), nice_ticks(min(ys), max(ys), 5)
-    x0, x1, y0, y1 = xt[0], xt[-1], yt[0], yt[-1]
+    xt = nice_ticks(min(xs), max(xs), 6)
+    yt = log_ticks(min(ys), max(ys)) if log_y else nice_ticks(min(ys), max(ys), 5)
+    x0, x1 = xt[0], xt[-1]
+    fy = math.log10 if log_y else (lambda v: v)
+    y0, y1 = fy(yt[0]), fy(yt[-1])
 
     def sx(x):
         return left + (x - x0) / (x1 - x0) * pw
 
     def sy(y):
-        return top + ph - (y - y0) / (y1 - y0) * ph
+        return top + ph - (fy(y) - y0) / (y1 - y0) * ph
 
     out = [f'<svg class="chart" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
            f'role="img" aria-label="{escape(title)}">', f"<title>{escape(title)}</title>"]
     for t in yt:
         y = sy(t)
+        text = f"{t:g}" if log_y else _tick_label(t, yt[1] - yt[0])
         out.append(f'<line x1="{left}" x2="{left + pw}" y1="{_f(y)}" y2="{_f(y)}" class="grid"/>')
-        out.append(f'<text x="{left - 6}" y="{_f(y + 4)}" text-anchor="end" class="tick">'
-                   f"{escape(_tick_label(t, yt[1] - yt[0]))}</text>")
+        out.append(f'<text x="{left - 6}" y="{_f(y + 4)}" text-anchor="end" class="tick">{escape(text)}</text>')
+    for x, text in x_marks:
+        if _finite(x) and x0 < x <= x1:
+            out.append(f'<line x1="{_f(sx(x))}" x2="{_f(sx(x))}" y1="{top}" y2="{top + ph}" class="mark"/>')
+            out.append(f'<text x="{_f(sx(x) - 4)}" y="{top + 12}" text-anchor="end" class="mark-label">'
+                       f"{escape(text)}</text>")
     for t in xt:
         x = sx(t)
         out.append(f'<line x1="{_f(x)}" x2="{_f(x)}" y1="{top + ph}" y2="{top + ph + 4}" class="axis"/>')
@@ -801,11 +870,11 @@ def line_chart(series: list[dict], *, width: int = 560, height: int = 260, x_lab
     out.append(f'<line x1="{left}" x2="{left + pw}" y1="{top + ph}" y2="{top + ph}" class="axis"/>')
     out.append(f'<line x1="{left}" x2="{left}" y1="{top}" y2="{top + ph}" class="axis"/>')
     if x_label:
-        out.append(f'<text x="{left + pw / 2:.1f}" y="{height - 6}" text-anchor="middle" class="label">'
+        out.append(f'<text x="{left + pw / 2:.1f}" y="{height - 8}" text-anchor="middle" class="label">'
                    f"{escape(x_label)}</text>")
     if y_label:
-        out.append(f'<text x="14" y="{top + ph / 2:.1f}" text-anchor="middle" class="label" '
-                   f'transform="rotate(-90 14 {top + ph / 2:.1f})">{escape(y_label)}</text>')
+        out.append(f'<text x="16" y="{top + ph / 2:.1f}" text-anchor="middle" class="label" '
+                   f'transform="rotate(-90 16 {top + ph / 2:.1f})">{escape(y_label)}</text>')
     legend_x = left
     for i, (s, pts) in enumerate(zip(series, finite)):
         color = _color(s.get("color"), i)
@@ -822,12 +891,12 @@ def line_chart(series: list[dict], *, width: int = 560, height: int = 260, x_lab
         drawn = [p for p in pts if p]
         if s.get("markers") or len(drawn) == 1:
             for p in drawn[:200]:
-                out.append(f'<circle cx="{_f(sx(p[0]))}" cy="{_f(sy(p[1]))}" r="3" fill="{color}">'
+                out.append(f'<circle cx="{_f(sx(p[0]))}" cy="{_f(sy(p[1]))}" r="3.5" fill="{color}">'
                            f"<title>{escape(s.get('label', ''))}: step {escape(fmt_num(p[0]))}, "
                            f"{escape(fmt_num(p[1], 4))}</title></circle>")
         label = str(s.get("label", ""))
-        out.append(f'<line x1="{legend_x}" x2="{legend_x + 18}" y1="14" y2="14" stroke="{color}" stroke-width="3"/>')
-        out.append(f'<text x="{legend_x + 23}" y="18" class="legend">{escape(label)}</text>')
+        out.append(f'<line x1="{legend_x}" x2="{legend_x + 18}" y1="16" y2="16" stroke="{color}" stroke-width="3"/>')
+        out.append(f'<text x="{legend_x + 23}" y="20" class="legend">{escape(label)}</text>')
         legend_x += 40 + 7 * len(label)
     out.append("</svg>")
     return Markup("".join(out))
@@ -840,16 +909,25 @@ def _color(value: Any, i: int) -> str:
 
 
 def interval_chart(uplift: float | None, low: float | None, high: float | None, threshold: float | None,
-                   relative: bool = True, outcome: str | None = None, *, compact: bool = False) -> Markup | None:
-    """The uplift's interval as a bar against the threshold line (and zero)."""
+                   relative: bool = True, outcome: str | None = None, *, compact: bool = False,
+                   axis_label: str = "") -> Markup | None:
+    """The uplift's interval as a bar against the bar it must clear (dashed) and zero (solid).
+
+    The full chart is wide enough to read across a room: labelled ticks, the estimate and both
+    ends of the interval written out, and the region that clears the bar shaded. The compact one
+    (for the index's table) keeps only the shapes; its numbers are in the cells beside it.
+    """
     if not _finite(uplift) and not (_finite(low) and _finite(high)):
         return None
     values = [v for v in (uplift, low, high, threshold, 0.0) if _finite(v)]
-    ticks = nice_ticks(min(values), max(values), 3 if compact else 5)
+    ticks = nice_ticks(min(values), max(values), 3 if compact else 6)
     d0, d1 = ticks[0], ticks[-1]
-    width, height = (170, 30) if compact else (440, 92)
-    left, right = (6, 6) if compact else (16, 16)
-    axis_y = 20 if compact else 56
+    if compact:
+        width, height, left, right, zone_top, bar_y, axis_y = 180, 30, 6, 6, 3, 13, 24
+    else:
+        # rows, top to bottom: bar label (y=16), shaded zone from 26, estimate label, the bar (72),
+        # the axis (100), tick labels (117), the axis label (142)
+        width, height, left, right, zone_top, bar_y, axis_y = 960, 150, 80, 80, 26, 72, 100
     pw = width - left - right
 
     def sx(v):
@@ -858,36 +936,50 @@ def interval_chart(uplift: float | None, low: float | None, high: float | None, 
     suffix = "%" if relative else " pts"
     color = _OUTCOME_COLOR.get(outcome or "", "#374151")
     label = (f"uplift {fmt_uplift(uplift, relative)}, interval {fmt_uplift(low, relative)} .. "
-             f"{fmt_uplift(high, relative)}, threshold {fmt_uplift(threshold, relative)}")
-    out = [f'<svg class="interval" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
+             f"{fmt_uplift(high, relative)}, bar {fmt_uplift(threshold, relative)}")
+    cls = "interval compact" if compact else "interval wide"
+    out = [f'<svg class="{cls}" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
            f'aria-label="{escape(label)}"><title>{escape(label)}</title>']
+    if _finite(threshold):
+        x = sx(threshold)
+        out.append(f'<rect x="{_f(x)}" y="{zone_top}" width="{_f(max(left + pw - x, 0))}" '
+                   f'height="{axis_y - zone_top}" class="zone"/>')
     out.append(f'<line x1="{left}" x2="{left + pw}" y1="{axis_y}" y2="{axis_y}" class="axis"/>')
     if not compact:
         for t in ticks:
             x = sx(t)
-            out.append(f'<line x1="{_f(x)}" x2="{_f(x)}" y1="{axis_y}" y2="{axis_y + 4}" class="axis"/>')
-            out.append(f'<text x="{_f(x)}" y="{axis_y + 17}" text-anchor="middle" class="tick">'
+            out.append(f'<line x1="{_f(x)}" x2="{_f(x)}" y1="{axis_y}" y2="{axis_y + 5}" class="axis"/>')
+            out.append(f'<text x="{_f(x)}" y="{axis_y + 19}" text-anchor="middle" class="tick">'
                        f"{escape(_tick_label(t, ticks[1] - ticks[0], 100, suffix))}</text>")
-    top = 4 if compact else 22
-    out.append(f'<line x1="{_f(sx(0))}" x2="{_f(sx(0))}" y1="{top}" y2="{axis_y}" class="zero"/>')
+        if axis_label:
+            out.append(f'<text x="{left + pw / 2:.1f}" y="{height - 6}" text-anchor="middle" class="label">'
+                       f"{escape(axis_label)}</text>")
+    out.append(f'<line x1="{_f(sx(0))}" x2="{_f(sx(0))}" y1="{zone_top}" y2="{axis_y}" class="zero"/>')
     if _finite(threshold):
         x = sx(threshold)
-        out.append(f'<line x1="{_f(x)}" x2="{_f(x)}" y1="{top - (0 if compact else 8)}" y2="{axis_y}" '
+        out.append(f'<line x1="{_f(x)}" x2="{_f(x)}" y1="{zone_top - (0 if compact else 6)}" y2="{axis_y}" '
                    f'class="threshold"/>')
         if not compact:
-            out.append(f'<text x="{_f(x)}" y="10" text-anchor="middle" class="label">'
+            out.append(f'<text x="{_f(x)}" y="15" text-anchor="middle" class="label">'
                        f"bar {escape(fmt_uplift(threshold, relative))}</text>")
-    bar_y = axis_y - (12 if compact else 20)
+            if left + pw - x > 190:  # room for the zone's own label right of the bar's
+                out.append(f'<text x="{left + pw - 6}" y="{zone_top + 15}" text-anchor="end" class="zone-label">'
+                           f"clears the bar</text>")
+    half = 4 if compact else 8
     if _finite(low) and _finite(high):
         x_lo, x_hi = sx(min(low, high)), sx(max(low, high))
-        out.append(f'<rect x="{_f(x_lo)}" y="{bar_y - 4}" width="{_f(max(x_hi - x_lo, 1.5))}" height="8" rx="4" '
-                   f'fill="{color}" fill-opacity="0.35" stroke="{color}"/>')
+        out.append(f'<rect x="{_f(x_lo)}" y="{bar_y - half}" width="{_f(max(x_hi - x_lo, 1.5))}" '
+                   f'height="{2 * half}" rx="{half}" fill="{color}" fill-opacity="0.3" stroke="{color}"/>')
         if not compact:
-            for v, anchor, dx in ((min(low, high), "end", -6), (max(low, high), "start", 6)):
-                out.append(f'<text x="{_f(sx(v) + dx)}" y="{bar_y + 4}" text-anchor="{anchor}" class="tick">'
+            for v, anchor, dx in ((min(low, high), "end", -8), (max(low, high), "start", 8)):
+                out.append(f'<text x="{_f(sx(v) + dx)}" y="{bar_y + 5}" text-anchor="{anchor}" class="end">'
                            f"{escape(fmt_uplift(v, relative))}</text>")
     if _finite(uplift):
-        out.append(f'<circle cx="{_f(sx(uplift))}" cy="{bar_y}" r="{3.5 if compact else 5}" fill="{color}"/>')
+        out.append(f'<circle cx="{_f(sx(uplift))}" cy="{bar_y}" r="{3.5 if compact else 6.5}" fill="{color}" '
+                   f'stroke="#fff" stroke-width="1.5"/>')
+        if not compact:
+            out.append(f'<text x="{_f(sx(uplift))}" y="{bar_y - 15}" text-anchor="middle" class="estimate" '
+                       f'fill="{color}">{escape(fmt_uplift(uplift, relative))}</text>')
     out.append("</svg>")
     return Markup("".join(out))
 
@@ -916,7 +1008,7 @@ def sparkline(values: Sequence[float | None], *, width: int = 110, height: int =
                   f'<circle cx="{_f(sx(last_i))}" cy="{_f(sy(last_v))}" r="2.5" fill="#2563eb"/></svg>')
 
 
-def bar_chart(bars: list[tuple[str, float | None, str]], *, label: str = "", width: int = 440) -> Markup | None:
+def bar_chart(bars: list[tuple[str, float | None, str]], *, label: str = "", width: int = 640) -> Markup | None:
     """Horizontal bars, one per approach: (name, value, role) with role candidate|best|baseline."""
     shown = [(n, v, r) for n, v, r in bars if _finite(v)]
     if not shown:

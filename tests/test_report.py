@@ -8,12 +8,17 @@ import re
 
 import pytest
 
-from harness.report import (ReportError, _safe_path, interval_chart, line_chart, nice_ticks, sparkline,
-                            verdict, write_reports)
+from harness.report import (ReportError, _config_view, _curves, _epoch_marks, _safe_path, interval_chart,
+                            line_chart, log_ticks, nice_ticks, sparkline, verdict, write_reports)
 from harness.store import RunRecord, Store
 
-XSS = "<script>alert(1)</script>"
-ATTR_XSS = '"><img src=x onerror=alert(1)>'
+# Hostile text planted in the synthetic store (model outputs and data rows are untrusted). Each one,
+# if it ever ran, would open a dialog and leave a trace the browser test looks for: a changed
+# document.title or an element that only the payload creates.
+XSS = "<script>document.title='PWNED';alert(1)</script>"
+ATTR_XSS = '"><img src=x id=pwned onerror=alert(1)>'
+JS_URL = "javascript:document.title='PWNED';alert(1)"
+CLOSE_SCRIPT = "</script><script>document.title='PWNED';alert(1)</script>"
 
 
 def _config(lr: float = 2e-4) -> dict:
@@ -37,11 +42,13 @@ def _record(*, candidate_right: list[int], baseline_right: list[int], outcome: s
     predictions = []
     for approach, right in (("few_shot_k8", baseline_right), ("candidate", candidate_right)):
         for i, ok in enumerate(right):
-            text = f"headline {i}"
+            text, reference = f"headline {i}", "sarcastic"
             if hostile and i == 0:
-                text = f"{XSS} {ATTR_XSS}"
-            predictions.append({"approach": approach, "split": "test", "idx": i, "example_key": f"line-{i + 1}",
-                                "input": text, "reference": "sarcastic",
+                text = f"{XSS} {ATTR_XSS} {CLOSE_SCRIPT}"
+                reference = JS_URL
+            predictions.append({"approach": approach, "split": "test", "idx": i,
+                                "example_key": ATTR_XSS if hostile and i == 0 else f"line-{i + 1}",
+                                "input": text, "reference": reference,
                                 "prediction": (XSS if hostile and approach == "candidate" else "sarcastic") if ok
                                 else "literal", "score": float(ok)})
     return RunRecord(
@@ -50,8 +57,10 @@ def _record(*, candidate_right: list[int], baseline_right: list[int], outcome: s
         approaches=[
             {"approach": "candidate", "kind": "candidate", "config": {"r": 16, "steps": 60, "device": "cpu"},
              "prompt_tokens": 41.0, "latency_p50_ms": 31.0, "latency_p95_ms": 55.0, "train_seconds": 192.5,
-             "adapter_path": "runs/x/adapter", "adapter_sha256": "ab" * 32},
-            {"approach": "zero_shot", "kind": "baseline", "config": {"k": 0}, "prompt_tokens": 60.0,
+             "adapter_path": JS_URL if hostile else "runs/x/adapter", "adapter_sha256": "ab" * 32},
+            {"approach": "zero_shot", "kind": "baseline",
+             "config": {"k": 0, "system_prompt": CLOSE_SCRIPT if hostile else "Label the headline."},
+             "prompt_tokens": 60.0,
              "latency_p50_ms": 35.0, "latency_p95_ms": 60.0},
             {"approach": "few_shot_k8", "kind": "baseline", "config": {"k": 8}, "prompt_tokens": 412.0,
              "latency_p50_ms": 120.0, "latency_p95_ms": 180.0},
@@ -71,8 +80,11 @@ def _record(*, candidate_right: list[int], baseline_right: list[int], outcome: s
         predictions=predictions,
         curves=[{"approach": "candidate", "step": s, "epoch": s / 30, "split": "train", "loss": 2.0 / (1 + s / 10)}
                 for s in range(0, 61, 5)]
-        + [{"approach": "candidate", "step": s, "epoch": s / 30, "split": "val", "loss": 1.5 / (1 + s / 20)}
-           for s in (20, 40, 60)],
+        # the fine-tune run also evaluates before training (step 0, loss 5.0), as real runs do: its
+        # loss spans more than 10x and gets a log axis; the other runs keep a linear one
+        + [{"approach": "candidate", "step": s, "epoch": s / 30, "split": "val",
+            "loss": 5.0 if s == 0 else 1.5 / (1 + s / 20)}
+           for s in ((0, 20, 40, 60) if hostile else (20, 40, 60))],
         gates=[
             {"gate": "data_quality", "outcome": "PASS", "message": "no errors, 1 warning(s)", "details": {}},
             {"gate": "five_percent_rule", "outcome": outcome,
@@ -83,15 +95,20 @@ def _record(*, candidate_right: list[int], baseline_right: list[int], outcome: s
             {"gate": "overfit", "outcome": "PASS", "message": "no sign of overfitting", "details": {}},
         ],
         run_fields={"task": "classification", "key_metric": "accuracy", "model": "smollm2-135m-instruct",
-                    "model_sha256": "cd" * 32, "data_path": "experiments/data/sarcasm.jsonl",
+                    "model_sha256": "cd" * 32,
+                    "data_path": JS_URL if hostile else "experiments/data/sarcasm.jsonl",
                     "data_sha256": data_sha, "test_sha256": "ef" * 32, "provenance": _provenance()},
     )
 
 
-@pytest.fixture(scope="module")
-def reports(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("report")
-    store = Store(tmp / "h.duckdb")
+def build_store(path) -> tuple[Store, tuple[str, str, str]]:
+    """The synthetic store every report test reads (tests/test_report_browser.py too).
+
+    sarcasm: a run that keeps prompting, a failed run, then a fine-tune run full of hostile text;
+    headlines.v2: an inconclusive rule; baselines-only: no candidate, the rule skipped.
+    Returns the store and the three sarcasm run ids, oldest first.
+    """
+    store = Store(path)
     # sarcasm: a first run that keeps prompting, a failed run, then one that says fine-tune.
     first = store.start_run("sarcasm", spec_file="experiments/test_sarcasm.py", config=_config(),
                             provenance=_provenance())
@@ -115,9 +132,16 @@ def reports(tmp_path_factory):
         metrics=[{"approach": "zero_shot", "split": "test", "metric": "accuracy", "value": 0.5}],
         gates=[{"gate": "five_percent_rule", "outcome": "SKIP", "message": "no candidate declared; baselines only"}],
         run_fields={"key_metric": "accuracy"}))
+    return store, (first, broken, second)
+
+
+@pytest.fixture(scope="module")
+def reports(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("report")
+    store, runs = build_store(tmp / "h.duckdb")
     out = tmp / "reports"
     paths = write_reports(store, out)
-    return {"out": out, "paths": paths, "runs": (first, broken, second),
+    return {"out": out, "paths": paths, "runs": runs,
             "index": (out / "index.html").read_text(encoding="utf-8"),
             "sarcasm": (out / "sarcasm.html").read_text(encoding="utf-8"),
             "other": (out / "headlines.v2.html").read_text(encoding="utf-8"),
@@ -162,13 +186,14 @@ def test_baselines_only_page(reports):
 def test_experiment_page_sections(reports):
     page = reports["sarcasm"]
     for approach in ("zero_shot", "few_shot_k8", "candidate"):
-        assert re.search(rf"<tr class=\"(best|baseline|candidate)\">\s*<td><strong>{approach}</strong>", page)
-    assert '<tr class="best">\n  <td><strong>few_shot_k8</strong>' in page  # best baseline highlighted
+        row = rf"<tr class=\"(best|baseline|candidate)\">\s*<td class=\"approach\"><strong>{approach}</strong>"
+        assert re.search(row, page)
+    assert '<tr class="best">\n  <td class="approach"><strong>few_shot_k8</strong>' in page  # best baseline highlighted
     for gate in ("data_quality", "five_percent_rule", "overfit"):
         assert f"<code>{gate}</code>" in page
     assert 'class="chart"' in page and "<path d=\"M" in page  # loss curves drawn
     assert "train loss" in page and "val loss" in page
-    assert 'class="interval"' in page
+    assert "class=\"interval wide\"" in page
     assert "duplicates" in page and "2 duplicate rows" in page  # data-quality checks
     assert "0123456789abcdef" in page and "2.5.1" in page and "cd" * 32 in page  # provenance
     assert "3m 12s" in page  # training time
@@ -189,12 +214,15 @@ def test_history_lists_every_run_and_what_changed(reports):
 
 def test_hostile_text_is_escaped(reports):
     for html in (reports["sarcasm"], reports["index"], reports["other"], reports["bare"]):
-        assert "<script>alert" not in html
+        assert "<script>document" not in html and "</script><script>" not in html
         assert "<img src=x" not in html
+        assert not re.search(r"""(href|src)\s*=\s*["']?\s*javascript:""", html, re.IGNORECASE)
     page = reports["sarcasm"]
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page  # in the input and the candidate's output
-    assert page.count("&lt;script&gt;alert(1)&lt;/script&gt;") >= 2
-    assert "&#34;&gt;&lt;img src=x onerror=alert(1)&gt;" in page
+    escaped = "&lt;script&gt;document.title=&#39;PWNED&#39;;alert(1)&lt;/script&gt;"
+    assert page.count(escaped) >= 3  # the input (twice: XSS and CLOSE_SCRIPT) and the candidate's output
+    assert "&lt;/script&gt;&lt;script&gt;" in page
+    assert "&#34;&gt;&lt;img src=x id=pwned onerror=alert(1)&gt;" in page
+    assert "javascript:document.title=&#39;PWNED&#39;" in page  # shown as text, never as a link
     # the only script is ours, and the CSP pins it by hash: injected scripts could not run anyway
     assert page.count("<script") == 1
     script = page.split("<script>", 1)[1].split("</script>", 1)[0]
@@ -258,3 +286,42 @@ def test_charts_handle_empty_and_nan():
     assert "<polyline" in sparkline([0.5, None, 0.7])
     ticks = nice_ticks(0.013, 0.87)
     assert ticks[0] <= 0.013 and ticks[-1] >= 0.87 and all(math.isfinite(t) for t in ticks)
+
+
+def test_long_configs_fold_into_details(reports):
+    page = reports["sarcasm"]
+    assert page.count('<details class="config">') == 3 and '<details class="config" open' not in page
+    # the one-line brief names the first settings; the system prompt is only in the folded JSON
+    assert '<span class="mono">r=16, steps=60, device=cpu</span>' in page
+    brief = page.split('<details class="config">', 1)[1].split("</summary>", 1)[0]
+    assert "system_prompt" not in brief
+    view = _config_view({"name": "few_shot_k8", "k": 8, "system_prompt": "x" * 500, "shots": [["a", "1"]],
+                         "seed": 0, "a": 1, "b": 2, "c": 3, "d": 4}, "few_shot_k8")
+    assert view["brief"] == "k=8, a=1, b=2, c=3" and view["count"] == 9 and '"shots"' in view["full"]
+    assert _config_view({}, "x") is None and _config_view(None, "x") is None
+
+
+def test_loss_chart_axes():
+    # a first evaluation at 5.3 and training ending near 0.2: a 26x range gets a log axis
+    rows = [{"approach": "candidate", "step": s, "epoch": s / 60, "split": "train", "loss": l}
+            for s, l in ((10, 2.7), (20, 0.27), (60, 0.22), (120, 0.18))]
+    rows += [{"approach": "candidate", "step": s, "epoch": s / 60, "split": "val", "loss": l}
+             for s, l in ((0, 5.27), (60, 0.23), (120, 0.2))]
+    svg = str(_curves(rows)[0]["svg"])
+    assert "loss (log scale)" in svg and "training step" in svg
+    assert "epoch 1" in svg and "epoch 2" in svg
+    assert log_ticks(0.18, 5.27) == [0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0]
+    assert log_ticks(1.0, 1.0) == [1.0, 2.0]
+    assert "<path" in str(line_chart([{"label": "x", "points": [(0, 1.0), (1, 1.0)]}], log_y=True))
+    assert _epoch_marks([(30, 1.0), (60, 2.0)]) == [(30, "epoch 1"), (60, "epoch 2")]
+    assert _epoch_marks([]) == []
+    flat = str(_curves([{**r, "loss": 1 + r["step"] / 1000} for r in rows])[0]["svg"])
+    assert "log scale" not in flat and ">loss<" in flat
+
+
+def test_interval_chart_labels():
+    svg = str(interval_chart(0.589, 0.432, 0.767, 0.05, True, "PASS", axis_label="relative uplift in accuracy"))
+    for text in ("+58.9%", "+43.2%", "+76.7%", "bar +5.0%", "clears the bar", "relative uplift in accuracy", "80%"):
+        assert f">{text}<" in svg
+    compact = str(interval_chart(0.589, 0.432, 0.767, 0.05, True, "PASS", compact=True))
+    assert 'class="interval compact"' in compact and "<text" not in compact

@@ -1,0 +1,180 @@
+"""Harness evaluation vs the per-example `generate` loop most fine-tuning guides show.
+
+    python bench/bench_eval.py                      # 256 rows zero-shot, 128 rows few-shot k=8
+    python bench/bench_eval.py --n 64 --fewshot-n 32  # a quick look
+
+Both sides score the same sarcasm test rows with the same 4-bit NF4 SmolLM2 model object:
+
+  harness  `harness.scoring.score_labels`: batches of 16, left-padded, one forward per batch,
+           the label with the higher log-likelihood wins, shared-prefix KV cache;
+  naive    for each row: `apply_chat_template(..., return_tensors="pt")`, one greedy
+           `model.generate(max_new_tokens=...)`, decode, parse the label.
+
+The machine is shared, so nothing here is compared across runs: the rows are cut into chunks
+and the two sides alternate chunk by chunk (A B, B A, A B, ...), and only ratios of the summed
+times within this one invocation are printed. A second part times few-shot (k=8) prompts,
+where the shared prefix is long, with and without the harness's prefix cache, alternating the
+same way.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+import torch  # noqa: E402
+
+from harness import data, models, prompts, scoring  # noqa: E402
+
+LABELS = ["0", "1"]
+SPLIT = (480, 120, 400)  # as experiments/test_sarcasm.py: train / val / test rows
+BATCH_SIZE = 16          # Experiment.eval_batch_size's default, what the pipeline uses
+WORDS = re.compile(r"\w+")
+
+
+def parse_label(text: str) -> str | None:
+    """The label a generated answer gives, or None: it must open with one label ("1", "0.", "Label: 1")
+    and not name the other one too ("1 or 0" is no answer)."""
+    words = WORDS.findall(text.lower())
+    while words and words[0] in ("label", "answer"):
+        words = words[1:]
+    if not words or words[0] not in LABELS:
+        return None
+    return words[0] if not any(w in LABELS and w != words[0] for w in words) else None
+
+
+def harness_predict(model, tokenizer, messages: list[list[dict]], *, use_prefix_cache: bool = True) -> list[str]:
+    tokenizer.padding_side = "left"
+    rendered = [scoring.render(tokenizer, m) for m in messages]
+    return scoring.score_labels(model, tokenizer, rendered, LABELS, batch_size=BATCH_SIZE,
+                                use_prefix_cache=use_prefix_cache).predictions
+
+
+@torch.inference_mode()
+def naive_predict(model, tokenizer, messages: list[list[dict]], *, max_new_tokens: int) -> list[str]:
+    """The loop from the guides, one example at a time; the raw decoded text of each."""
+    model.eval()
+    outputs = []
+    for m in messages:
+        inputs = tokenizer.apply_chat_template(m, add_generation_prompt=True, return_tensors="pt")
+        if not torch.is_tensor(inputs):  # transformers 5 returns a BatchEncoding (ids and mask)
+            inputs = inputs["input_ids"]
+        inputs = inputs.to(model.device)
+        out = model.generate(inputs, attention_mask=torch.ones_like(inputs), max_new_tokens=max_new_tokens,
+                             do_sample=False, pad_token_id=tokenizer.pad_token_id)
+        outputs.append(tokenizer.decode(out[0, inputs.shape[1]:], skip_special_tokens=True))
+    return outputs
+
+
+def alternate(chunks: list[list], a, b) -> tuple[float, float, list, list]:
+    """Run a(chunk) and b(chunk) on every chunk, order A B, B A, A B, ...; summed seconds and outputs."""
+    time_a = time_b = 0.0
+    out_a, out_b = [], []
+    for i, chunk in enumerate(chunks):
+        for side in ("ab" if i % 2 == 0 else "ba"):
+            start = time.perf_counter()
+            result = (a if side == "a" else b)(chunk)
+            seconds = time.perf_counter() - start
+            if side == "a":
+                time_a += seconds
+                out_a.append(result)
+            else:
+                time_b += seconds
+                out_b.append(result)
+            print(f"  chunk {i + 1}/{len(chunks)} {'A' if side == 'a' else 'B'}: {len(chunk)} rows in {seconds:.2f}s",
+                  flush=True)
+    return time_a, time_b, [x for r in out_a for x in r], [x for r in out_b for x in r]
+
+
+def chunked(items: list, parts: int) -> list[list]:
+    size = -(-len(items) // parts)
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--n", type=int, default=256, help="zero-shot rows (default 256)")
+    parser.add_argument("--max-new-tokens", type=int, default=5,
+                        help="the naive loop's max_new_tokens (default 5: a label plus room for a stray token "
+                             "or two, the small value guides use for label answers)")
+    parser.add_argument("--fewshot-n", type=int, default=128,
+                        help="rows for the few-shot k=8 prefix-cache comparison (default 128; 0 skips it)")
+    parser.add_argument("--k", type=int, default=8, help="few-shot examples (default 8, as the shipped baseline)")
+    parser.add_argument("--chunks", type=int, default=8,
+                        help="chunks the two sides alternate over (default 8: 32 rows, two batches, each)")
+    args = parser.parse_args()
+
+    from transformers.utils import logging as hf_logging
+    hf_logging.disable_progress_bar()
+
+    dataset = data.load(ROOT / "experiments" / "data" / "sarcasm.jsonl")
+    splits = data.split(dataset.samples, SPLIT, seed=0, stratify=True)
+    pool = splits.test + splits.val  # held-out rows, test first
+    if args.n > len(pool) or args.fewshot_n > len(pool):
+        sys.exit(f"--n and --fewshot-n can be at most {len(pool)} (the held-out rows)")
+    system = (ROOT / "baselines" / "sarcasm" / "system.md").read_text(encoding="utf-8").strip()
+    resolved = models.resolve("smollm2-135m-instruct")
+    tokenizer = models.load_tokenizer(resolved)
+    model = models.load_model(resolved, quantize=True)
+    print(f"bench_eval: SmolLM2-135M-Instruct 4-bit NF4 on {models.device()}, torch threads "
+          f"{torch.get_num_threads()}, {os.cpu_count()} CPUs; batch {BATCH_SIZE}, "
+          f"naive max_new_tokens {args.max_new_tokens}; load average {os.getloadavg()[0]:.1f}", flush=True)
+
+    rows = pool[:args.n]
+    messages = [prompts.baseline_messages(s, system, []) for s in rows]
+    # Untimed warm-up of both paths (first-call allocations, lazy kernels).
+    harness_predict(model, tokenizer, [prompts.baseline_messages(s, system, []) for s in splits.train[:4]])
+    naive_predict(model, tokenizer, [prompts.baseline_messages(s, system, []) for s in splits.train[:2]],
+                  max_new_tokens=args.max_new_tokens)
+
+    print(f"zero-shot, {len(rows)} rows: A = harness score_labels, B = naive generate loop", flush=True)
+    t_harness, t_naive, predicted, generated = alternate(
+        chunked(messages, args.chunks), lambda c: harness_predict(model, tokenizer, c),
+        lambda c: naive_predict(model, tokenizer, c, max_new_tokens=args.max_new_tokens))
+    parsed = [parse_label(g) for g in generated]
+    valid = [i for i, p in enumerate(parsed) if p is not None]
+    agree = sum(predicted[i] == parsed[i] for i in valid)
+    refs = [s.answer.strip() for s in rows]
+    acc_harness = sum(p == r for p, r in zip(predicted, refs)) / len(rows)
+    acc_naive = sum(p == r for p, r in zip(parsed, refs)) / len(rows)  # an invalid answer counts wrong
+    print(f"  harness {t_harness:.1f}s ({len(rows) / t_harness:.1f} rows/s), naive {t_naive:.1f}s "
+          f"({len(rows) / t_naive:.1f} rows/s)")
+    print(f"  naive gave a valid label on {len(valid)}/{len(rows)} rows; the two agree on {agree}/{len(valid)} "
+          f"of those ({agree / max(len(valid), 1):.1%})")
+    print(f"  accuracy vs reference: harness {acc_harness:.3f}, naive {acc_naive:.3f} (invalid = wrong)")
+    common = Counter(g.strip() for g in generated).most_common(6)
+    print("  commonest naive outputs: " + ", ".join(f"{g!r} x{c}" for g, c in common))
+    speedup = t_naive / t_harness
+
+    cache_speedup = None
+    if args.fewshot_n:
+        shots = prompts.choose_shots(splits.train, args.k, 0)  # the shipped baseline's seed
+        few = [prompts.baseline_messages(s, system, shots) for s in pool[:args.fewshot_n]]
+        lengths = [len(tokenizer(scoring.render(tokenizer, m), add_special_tokens=False)["input_ids"]) for m in few]
+        print(f"few-shot k={args.k}, {len(few)} rows (~{sum(lengths) / len(lengths):.0f} prompt tokens): "
+              f"A = prefix cache on, B = off", flush=True)
+        t_cache, t_plain, with_cache, without = alternate(
+            chunked(few, args.chunks), lambda c: harness_predict(model, tokenizer, c),
+            lambda c: harness_predict(model, tokenizer, c, use_prefix_cache=False))
+        same = sum(a == b for a, b in zip(with_cache, without))
+        print(f"  cache on {t_cache:.1f}s, off {t_plain:.1f}s; same prediction on {same}/{len(few)} rows")
+        cache_speedup = t_plain / t_cache
+
+    print(f"  load average at the end {os.getloadavg()[0]:.1f} (other work on the machine)")
+    print()
+    print(f"RATIO zero-shot naive/harness = {speedup:.1f}x (target >= 8x): harness is {speedup:.1f}x faster; "
+          f"agreement {agree}/{len(valid)} on the {len(valid)}/{len(rows)} rows generation gave a valid label")
+    if cache_speedup is not None:
+        print(f"RATIO few-shot k={args.k} no-cache/cache = {cache_speedup:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,131 @@
+import pytest
+
+from harness import cost, gates
+from harness.errors import HarnessError
+
+
+def approaches(candidate_ms=18.0, train_seconds=3600.0, total_params=None):
+    config = {"total_params": total_params} if total_params else {}
+    return [
+        {"approach": "zero_shot", "kind": "baseline", "prompt_tokens": 100.0, "latency_p50_ms": 36.0},
+        {"approach": "few_shot_k8", "kind": "baseline", "prompt_tokens": 316.0, "latency_p50_ms": 72.0},
+        {"approach": "candidate", "kind": "candidate", "prompt_tokens": 50.0, "latency_p50_ms": candidate_ms,
+         "train_seconds": train_seconds, "config": config},
+    ]
+
+
+def test_cost_per_million_training_and_break_even_by_hand():
+    view = cost.cost_view(approaches(), gpu_hour_price=2.0, calls=1_000_000, reference="zero_shot")
+    # 36 ms at $2/h: 0.036 s * 2 / 3600 = $2e-5 a call = $20 per million
+    assert view.row("zero_shot").cost_per_million == pytest.approx(20.0)
+    assert view.row("few_shot_k8").cost_per_million == pytest.approx(40.0)
+    c = view.candidate
+    assert c.cost_per_million == pytest.approx(10.0) and c.cost_at_volume == pytest.approx(10.0)
+    assert c.training_cost == pytest.approx(2.0)  # one hour at $2
+    # $2 of training / ($2e-5 - $1e-5 saved a call) = 200,000 calls
+    assert view.row("zero_shot").break_even_calls == pytest.approx(200_000)
+    assert view.row("few_shot_k8").break_even_calls == pytest.approx(2 / 3e-5)
+    assert view.break_even_calls == pytest.approx(200_000)
+    assert view.to_dict()["rows"][0]["name"] == "zero_shot"
+
+
+def test_no_break_even_when_the_candidate_is_not_cheaper_and_reference_defaults_to_the_cheapest():
+    view = cost.cost_view(approaches(candidate_ms=50.0), gpu_hour_price=2.0)
+    assert view.reference == "zero_shot"  # cheapest per call: the hardest to pay back against
+    assert view.row("zero_shot").break_even_calls is None
+    assert view.row("few_shot_k8").break_even_calls == pytest.approx(2 / ((40 - 50 * 20 / 36) / 1e6))
+    assert view.candidate.cost_at_volume is None
+    lines = cost.format_summary(view, None)
+    assert lines[0] == "cost at $2.00 per GPU-hour:"
+    assert lines[-1] == "  break-even vs zero_shot: never (the candidate is not cheaper per call)"
+
+
+def test_bad_price_or_reference_is_refused():
+    with pytest.raises(HarnessError, match="price per GPU-hour must be positive"):
+        cost.cost_view(approaches(), 0)
+    with pytest.raises(HarnessError, match="reference baseline 'nope' is not among"):
+        cost.cost_view(approaches(), 1.0, reference="nope")
+
+
+def passing_rule(low=0.43, uplift=0.589, inconclusive=False, allow=False):
+    details = {"baseline": "zero_shot", "candidate_score": 0.735, "baseline_score": 0.4625, "uplift": uplift,
+               "low": low, "high": 0.767, "threshold": 0.05, "relative": True, "n": 400, "confidence": 0.95,
+               "metric": "accuracy", "n_to_settle": 1200 if inconclusive else None, "allow_inconclusive": allow}
+    outcome = "INCONCLUSIVE" if inconclusive else "PASS"
+    return gates.Verdict("five_percent_rule", outcome, "accuracy 0.735 vs zero_shot 0.463", details)
+
+
+def overfit_pass():
+    return gates.Verdict("overfit", "PASS", "no sign of overfitting")
+
+
+def test_fine_tune_when_every_gate_passes_with_the_numbers():
+    view = cost.cost_view(approaches(), 2.0, 1_000_000, reference="zero_shot")
+    rec = cost.recommend({"five_percent_rule": passing_rule(), "overfit": overfit_pass()}, approaches(),
+                         "classification", view)
+    assert rec.verdict == "fine-tune"
+    assert rec.reasons[0] == ("the candidate scores accuracy 0.735 vs zero_shot 0.463: +58.9% (95% CI +43.0%..+76.7%) "
+                              "against a 5% bar on 400 paired test rows")
+    assert rec.reasons[1] == "its prompt is 50 tokens vs 100 for zero_shot (2.0x shorter), 18 ms vs 36 ms per call (p50)"
+    assert "pays back after 200,000 calls (within the 1,000,000 priced)" in rec.reasons[2]
+    summary = cost.format_summary(view, rec)
+    assert "recommendation: fine-tune" in summary and "  break-even vs zero_shot: 200,000 calls" in summary
+
+
+def test_fine_tune_a_smaller_model_when_a_big_base_wins_with_headroom_and_serving_dominates():
+    rows = approaches(total_params=7_000_000_000)
+    view = cost.cost_view(rows, 2.0, 1_000_000, reference="zero_shot")
+    rec = cost.recommend({"five_percent_rule": passing_rule(), "overfit": overfit_pass()}, rows, "generation", view)
+    assert rec.verdict == "fine-tune a smaller model"
+    assert "a smaller base (7.0B now)" in rec.reasons[-1]
+    # no headroom (low end just above the bar) -> plain fine-tune
+    rec = cost.recommend({"five_percent_rule": passing_rule(low=0.06)}, rows, "generation", view)
+    assert rec.verdict == "fine-tune" and "behaviour, style and format" in rec.reasons[-1]
+    # a small base has no smaller sibling worth trying
+    assert cost.recommend({"five_percent_rule": passing_rule()}, approaches(total_params=135_000_000),
+                          "generation", view).verdict == "fine-tune"
+
+
+def test_keep_prompting_when_the_candidate_fails_the_rule():
+    rule = gates.five_percent_rule("accuracy", [1.0, 0.0] * 50, "zero_shot", [1.0, 0.0] * 50)
+    assert rule.outcome == "FAIL"
+    rec = cost.recommend({"five_percent_rule": rule}, approaches(), "classification", None)
+    assert rec.verdict == "keep prompting"
+    assert rec.reasons[0].startswith("the candidate scores accuracy 0.500 vs zero_shot 0.500: +0.0%")
+
+
+def test_collect_more_data_when_inconclusive_or_overfit():
+    rec = cost.recommend({"five_percent_rule": passing_rule(low=-0.02, uplift=0.04, inconclusive=True)},
+                         approaches(), "classification")
+    assert rec.verdict == "collect more data"
+    assert "about 1,200 test rows would settle it (400 now)" in rec.reasons[-1]
+    overfit = gates.Verdict("overfit", "FAIL", "train accuracy 1.000 vs test 0.700: gap 0.300 > 0.15")
+    rec = cost.recommend({"five_percent_rule": passing_rule(), "overfit": overfit}, approaches(), "classification")
+    assert rec.verdict == "collect more data" and "gap 0.300 > 0.15" in rec.reasons[-1]
+
+
+def test_a_regression_keeps_prompting_and_an_allowed_inconclusive_does_not_block():
+    regression = {"gate": "regression", "outcome": "FAIL", "message": "mmlu accuracy fell 6.0 points",
+                  "details": {}}
+    stored = [passing_rule().row(), regression]  # the list of stored gates rows works too
+    rec = cost.recommend(stored, approaches(), "classification")
+    assert rec.verdict == "keep prompting" and "mmlu accuracy fell 6.0 points" in rec.reasons[-1]
+    allowed = {"gate": "regression", "outcome": "INCONCLUSIVE", "message": "", "details": {"allow_inconclusive": True}}
+    assert cost.recommend([passing_rule().row(), allowed], approaches(), "classification").verdict == "fine-tune"
+
+
+def test_use_retrieval_for_a_knowledge_task_the_fine_tune_did_not_crack():
+    rule = gates.five_percent_rule("exact_match", [0.0] * 90 + [1.0] * 10, "zero_shot", [0.0] * 92 + [1.0] * 8)
+    rec = cost.recommend({"five_percent_rule": rule}, approaches(), "generation", knowledge_task=True)
+    assert rec.verdict == "use retrieval"
+    assert "a knowledge task where the best prompt scores 0.080" in rec.reasons[-1]
+    failed = gates.five_percent_rule("exact_match", [0.0] * 100, "zero_shot", [0.0] * 92 + [1.0] * 8)
+    assert failed.outcome == "FAIL"
+    assert cost.recommend({"five_percent_rule": failed}, approaches(), "generation",
+                          knowledge_task=True).verdict == "use retrieval"
+    no_candidate = gates.Verdict("five_percent_rule", "SKIP", "no candidate declared; baselines only")
+    assert cost.recommend({"five_percent_rule": no_candidate}, approaches()[:2], None,
+                          knowledge_task=True).verdict == "use retrieval"
+    assert cost.recommend({"five_percent_rule": no_candidate}, approaches()[:2], None).verdict == "keep prompting"
+    assert set(cost.VERDICTS) == {"keep prompting", "fine-tune", "fine-tune a smaller model", "collect more data",
+                                  "use retrieval"}

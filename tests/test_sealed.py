@@ -1,0 +1,84 @@
+"""The test split is sealed: selection reads only train and val; test is opened once, last."""
+import re
+
+import pytest
+
+from harness import Experiment, QLoRA, baselines, prompts
+from harness.pipeline import run_experiment
+from harness.sealed import SealedError, SealedSplit
+from harness.store import Store
+from tiny import write_classification_jsonl
+
+
+def test_a_sealed_split_refuses_every_read_until_opened():
+    sealed = SealedSplit(["a", "b"], "hash")
+    assert len(sealed) == 2
+    for attempt in (lambda: list(sealed), lambda: sealed[0], lambda: "a" in sealed, lambda: ["x"] + sealed,
+                    lambda: sealed + ["x"]):
+        with pytest.raises(SealedError, match="sealed until final scoring"):
+            attempt()
+    with pytest.raises(SealedError):
+        prompts.choose_shots(sealed, 1, seed=0)  # few-shot selection cannot draw from it
+    assert sealed.open("final scoring") == ["a", "b"] and sealed.opened_for == "final scoring"
+
+
+@pytest.fixture
+def toy(tmp_path, tiny_model_dir):
+    write_classification_jsonl(tmp_path / "data.jsonl", n=80)
+    (tmp_path / "a.md").write_text("you label news headlines. answer with the label only: 1 or 0.")
+    (tmp_path / "b.md").write_text("respond with only a 1 or 0")
+    return tmp_path, tiny_model_dir
+
+
+def _experiment(model_dir, **kw):
+    return Experiment(name="toy", data="data.jsonl", model=str(model_dir), split=(48, 16, 16),
+                      baselines=[baselines.zero_shot("a.md"), baselines.few_shot("b.md", k=4)],
+                      candidate=QLoRA(r=4, alpha=8, learning_rate=3e-2, epochs=1, warmup_ratio=0.0),
+                      regression=None, **kw)
+
+
+def test_selection_finishes_before_the_test_split_is_opened(toy, monkeypatch):
+    root, model_dir = toy
+    log: list[str] = []
+    opened_after: list[list[str]] = []
+    real_open = SealedSplit.open
+
+    def spy(self, purpose):
+        opened_after.append(list(log))
+        return real_open(self, purpose)
+
+    monkeypatch.setattr(SealedSplit, "open", spy)
+    store = Store(root / "h.duckdb")
+    result = run_experiment(_experiment(model_dir), store, root=root, log=log.append)
+    [before] = opened_after  # opened exactly once
+    assert any("best baseline on val" in line for line in before)
+    assert any("step 6/6" in line for line in before)  # training finished
+    assert not any(re.search(r" test: \d+/\d+", line) for line in before)  # nothing scored on test before
+    assert any("candidate test" in line for line in log[len(before):])
+    # few-shot examples come from train only
+    shots = {tuple(s) for s in result.baselines["few_shot_k4"].config["shots"]}
+    run = store.runs("toy")[0]
+    held_out = {(p["input"], p["reference"]) for p in store.rows("predictions", run["run_id"])
+                if p["split"] in ("val", "test")}
+    assert shots and not shots & held_out
+
+
+def test_the_best_baseline_is_picked_on_val_even_if_test_disagrees(toy, monkeypatch):
+    """Plant a baseline that is worse on val but better on test: it must not be picked."""
+    root, model_dir = toy
+    import harness.pipeline as pipeline
+
+    real = pipeline._score_split
+
+    def rigged(scorer, approach, split, rows, *args, **kwargs):
+        real(scorer, approach, split, rows, *args, **kwargs)
+        if approach.kind == "baseline":
+            favoured = approach.name == ("zero_shot" if split == "val" else "few_shot_k4")
+            approach.metrics[split]["accuracy"] = 0.9 if favoured else 0.1
+            approach.scores[split] = [1.0 if favoured else 0.0] * len(rows)
+
+    monkeypatch.setattr(pipeline, "_score_split", rigged)
+    result = run_experiment(_experiment(model_dir), Store(root / "h.duckdb"), root=root, log=lambda _: None)
+    assert result.best_baseline == "zero_shot"
+    assert result.gates["five_percent_rule"].details["baseline"] == "zero_shot"
+    assert result.gates["five_percent_rule"].details["picked_on"] == "val"
