@@ -20,6 +20,10 @@ experiment = Experiment(
     ],
     candidate=QLoRA(r=16, alpha=32, learning_rate=2e-4, epochs=2),
     threshold=0.05,
+    # The cost view prices the device the run was measured on: here a 2-vCPU cloud machine
+    # (about 0.10 an hour); on a GPU, pass --harness-gpu-hour-price with its price.
+    gpu_hour_price=0.10,
+    calls=1_000_000,
 )
 
 

@@ -1,9 +1,13 @@
 """The `harness` command.
 
-    harness report [--store PATH] [--out DIR]    rebuild the HTML reports from the store
+    harness report [--store PATH] [--out DIR] [--gpu-hour-price P --calls N]
+                                                 rebuild the HTML reports from the store
     harness runs [EXPERIMENT] [--store PATH]     list recorded runs and their verdicts
     harness data check FILE [--task T] [--columns input=COL,output=COL] [--labels A,B] [--val F --test F]
                                                  check a data file; exit 1 when an error-level check fails
+    harness estimate [MODEL ...] [--method qlora|lora|full|all]
+                                                 memory needed to fine-tune, checked against this machine
+    harness export EXPERIMENT OUT_DIR [--force]  merge the gated winner's adapter into its base model
 
 A user's mistake ends with one line on stderr and exit status 2, never a traceback.
 """
@@ -20,9 +24,29 @@ def _report(args) -> int:
     from harness.report import write_reports
     from harness.store import Store
 
-    pages = write_reports(_open(args.store), args.out)
+    pages = write_reports(_open(args.store), args.out, gpu_hour_price=args.gpu_hour_price, calls=args.calls)
     for page in pages:
         print(page)
+    return 0
+
+
+def _estimate(args) -> int:
+    from harness import estimate
+
+    methods = list(estimate.METHODS) if args.method == "all" else [args.method]
+    text, fits = estimate.command(args.model, methods, batch_size=args.batch_size, seq_len=args.seq_len, r=args.r,
+                                  optimizer=args.optimizer, compute_dtype=args.dtype,
+                                  gradient_checkpointing=args.gradient_checkpointing, device=args.device)
+    print(text)
+    return 0 if fits else 1
+
+
+def _export(args) -> int:
+    from harness.export import export
+
+    result = export(_open(args.store), args.experiment, args.out_dir, force=args.force, sample=args.sample,
+                    base=args.base, dtype=args.dtype, log=lambda m: print(f"harness: {m}", file=sys.stderr))
+    print(result.out_dir)
     return 0
 
 
@@ -173,6 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="rebuild the HTML reports from the store")
     report.add_argument("--store", default=DEFAULT_PATH, help=f"DuckDB store (default {DEFAULT_PATH})")
     report.add_argument("--out", default="reports", help="output folder (default reports)")
+    report.add_argument("--gpu-hour-price", type=float, help="price of one device-hour, for the cost view "
+                        "(default: each spec's gpu_hour_price)")
+    report.add_argument("--calls", type=int, help="call volume for the cost view (default: each spec's calls)")
     report.set_defaults(func=_report)
     runs = sub.add_parser("runs", help="list recorded runs and their verdicts")
     runs.add_argument("experiment", nargs="?", help="only this experiment")
@@ -197,6 +224,34 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--max-rows", type=int, help="read only the first N samples")
     check.add_argument("--redact", metavar="OUT", help="also write a copy of FILE with personal data redacted")
     check.set_defaults(func=_data_check)
+    est = sub.add_parser("estimate", help="memory to fine-tune a model, by component, checked against this "
+                         "machine; exit 1 when an estimate does not fit")
+    est.add_argument("model", nargs="*", default=["all"], help="'all' (the 1B/7B/13B/70B Llama classes), a reference "
+                     "shape (smollm2-135m, llama-1b, llama-7b, llama-13b, llama-70b), a checkpoint folder or a "
+                     "model= name (default all)")
+    est.add_argument("--method", choices=["qlora", "lora", "full", "all"], default="qlora",
+                     help="fine-tuning method (default qlora)")
+    est.add_argument("--batch-size", type=int, default=8, help="per-device batch size (default 8)")
+    est.add_argument("--seq-len", type=int, default=512, help="tokens per row, i.e. max_length (default 512)")
+    est.add_argument("--r", type=int, default=16, help="LoRA rank (default 16)")
+    est.add_argument("--optimizer", choices=["adamw", "adamw_8bit", "sgd"], default="adamw",
+                     help="optimizer state to count (default adamw)")
+    est.add_argument("--dtype", choices=["bf16", "fp16", "fp32"], help="compute dtype (default bf16 on CUDA, "
+                     "fp32 on CPU, as the harness trains)")
+    est.add_argument("--gradient-checkpointing", action="store_true", help="keep only each layer's input")
+    est.add_argument("--device", help="check against cuda, cuda:N or cpu (default cuda when present)")
+    est.set_defaults(func=_estimate)
+    exp = sub.add_parser("export", help="merge the gated winner's adapter into its base model and save it")
+    exp.add_argument("experiment", help="experiment name; its latest complete run with a candidate is exported")
+    exp.add_argument("out_dir", help="new or empty folder (or a previous export, which is replaced)")
+    exp.add_argument("--store", default=DEFAULT_PATH, help=f"DuckDB store (default {DEFAULT_PATH})")
+    exp.add_argument("--force", action="store_true", help="export even though a gate did not pass")
+    exp.add_argument("--sample", type=int, default=16, help="test rows the merged model is checked on (default 16)")
+    exp.add_argument("--base", choices=["dequantized", "original"], default="dequantized",
+                     help="merge into the NF4 base as trained (default) or the checkpoint's original weights")
+    exp.add_argument("--dtype", choices=["float32", "bfloat16", "float16"],
+                     help="dtype of the merged weights (default: the training compute dtype)")
+    exp.set_defaults(func=_export)
     return parser
 
 

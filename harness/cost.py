@@ -95,7 +95,8 @@ def cost_view(approaches: list, gpu_hour_price: float, calls: int | None = None,
     best baseline; None picks the baseline cheapest per call (the hardest to pay back against).
     """
     if not gpu_hour_price or gpu_hour_price <= 0:
-        raise HarnessError(f"the price per GPU-hour must be positive (got {gpu_hour_price!r}), e.g. --gpu-hour-price 2.50")
+        raise HarnessError(f"the price per GPU-hour must be positive (got {gpu_hour_price!r}), "
+                           f"e.g. --gpu-hour-price 2.50")
     if calls is not None and calls < 0:
         raise HarnessError(f"the call volume must be zero or more (got {calls!r}), e.g. --calls 1000000")
     per_second = gpu_hour_price / 3600
@@ -193,8 +194,8 @@ def _prompt_reason(candidate: ApproachCost, baseline: ApproachCost) -> str | Non
         if (candidate.latency_ms > baseline.latency_ms and candidate.prompt_tokens and baseline.prompt_tokens
                 and candidate.prompt_tokens < baseline.prompt_tokens):
             parts.append("slower despite the shorter prompt because it was timed with the adapter unmerged "
-                         "(extra matmuls in every targeted layer); a merged export (`harness export`) runs at "
-                         "the base model's speed")
+                         "(two extra matmuls in every targeted layer); a merged export (`harness export`) has "
+                         "no adapter to run")
     return ", ".join(parts) or None
 
 
@@ -356,3 +357,31 @@ def format_summary(view: CostView | None, recommendation: Recommendation | None)
         lines.append(f"recommendation: {recommendation.verdict}")
         lines += [f"  - {reason}" for reason in recommendation.reasons]
     return lines
+
+
+def for_run(store, run: dict, *, gpu_hour_price: float | None = None, calls: int | None = None,
+            knowledge_task: bool | None = None) -> tuple[CostView | None, Recommendation]:
+    """The cost view and recommendation of a stored run, from the store alone (for the report
+    and the terminal summary).
+
+    Price, volume and the knowledge-task flag come from the arguments (the command line) when
+    given, else from the run's spec (`gpu_hour_price`, `calls`, `knowledge_task` in its config);
+    without a price there is no cost view, and the recommendation rests on the gates alone.
+    """
+    config = run.get("config") if isinstance(run.get("config"), dict) else {}
+    price = gpu_hour_price if gpu_hour_price is not None else config.get("gpu_hour_price")
+    volume = calls if calls is not None else config.get("calls")
+    knowledge = knowledge_task if knowledge_task is not None else bool(config.get("knowledge_task", False))
+    approaches = store.rows("approaches", run["run_id"])
+    gates = store.rows("gates", run["run_id"])
+    view = None
+    if price:
+        rule = next((g for g in gates if g["gate"] == "five_percent_rule"), None)
+        reference = ((rule or {}).get("details") or {}).get("baseline")
+        if reference not in {a["approach"] for a in approaches if a["kind"] == "baseline"}:
+            reference = None
+        provenance = run.get("provenance") if isinstance(run.get("provenance"), dict) else {}
+        hardware = provenance.get("hardware") or {}
+        view = cost_view(approaches, price, volume, reference=reference,
+                         device=hardware.get("gpu") or hardware.get("device"))
+    return view, recommend(gates, approaches, run.get("task"), view, knowledge)

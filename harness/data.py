@@ -419,8 +419,8 @@ def _csv_rows(raw: bytes, found: _Findings, max_line_bytes: int, delimiter: str,
         return
     repeated = sorted(h for h, n in Counter(header).items() if n > 1)
     if repeated or not all(header):
-        raise DataError(f"data file {path}: the header (line 1) has {'repeated columns ' + ', '.join(repeated) if repeated else 'an empty column name'}; "
-                        f"give every column a unique name")
+        problem = f"repeated columns {', '.join(repeated)}" if repeated else "an empty column name"
+        raise DataError(f"data file {path}: the header (line 1) has {problem}; give every column a unique name")
     ends_with_newline = text.endswith(("\n", "\r"))
     while True:
         start = reader.line_num + 1
@@ -641,7 +641,8 @@ def _candidates(sig: np.ndarray) -> np.ndarray:
     found = []
     for band in range(BANDS):
         c = wide[:, band * ROWS:(band + 1) * ROWS]
-        key = ((c[:, 0] << np.uint64(32)) | c[:, 1]) * np.uint64(0x9E3779B97F4A7C15) ^ ((c[:, 2] << np.uint64(32)) | c[:, 3])
+        high, low = (c[:, 0] << np.uint64(32)) | c[:, 1], (c[:, 2] << np.uint64(32)) | c[:, 3]
+        key = high * np.uint64(0x9E3779B97F4A7C15) ^ low  # equal bands, equal keys; collisions are verified away
         order = np.argsort(key, kind="stable")
         sk = key[order]
         bounds = np.concatenate(([0], np.flatnonzero(sk[1:] != sk[:-1]) + 1, [n]))
@@ -828,7 +829,8 @@ def _unknown_label(rows: _Rows, task: str, labels) -> Check | None:
 
     stray = Counter(s.answer.strip() for s in outside)
     listed = ", ".join(f"{note(label)} x{n}" for label, n in stray.most_common(5))
-    fix = "fix those rows or the label set" if labels is not None else "fix those rows, or pass labels=[...] if they are real"
+    fix = "fix those rows or the label set" if labels is not None else \
+        "fix those rows, or pass labels=[...] if they are real"
     return Check("unknown_label", level, f"{len(outside)} row(s) have a label outside {how}: {listed} "
                                          f"(first at line {outside[0].line}); {fix}",
                  [s.line for s in outside], examples=[(s.line, note(s.answer.strip())) for s in outside[:50]])
@@ -1035,10 +1037,13 @@ def redact_file(path: str | Path, out: str | Path) -> int:
     else:
         lines = []
         for line in raw.split("\n"):
+            before = count
             try:
-                lines.append(json.dumps(clean(json.loads(line)), ensure_ascii=False) if line.strip() else line)
+                cleaned = clean(json.loads(line)) if line.strip() else None
             except ValueError:
-                lines.append(line)  # unusable rows are copied as they are; the checks report them
+                cleaned = None  # unusable rows are copied as they are; the checks report them
+            # only rows that held personal data are rewritten; every other line stays byte for byte
+            lines.append(json.dumps(cleaned, ensure_ascii=False) if count > before else line)
         text = "\n".join(lines)
     try:
         out.write_text(text, encoding="utf-8")
@@ -1100,19 +1105,19 @@ def leakage_checks(splits: Splits, *, near_threshold: float = NEAR_THRESHOLD) ->
     train_rows = list(train.values())
     texts = [s._shingled for s in train_rows] + [s._shingled for _, s in rest]
     side = [0] * len(train_rows) + [1] * len(rest)
-    best: dict[int, tuple[str, Sample, Sample, float]] = {}
+    best: dict[tuple[str, int], tuple[str, Sample, Sample, float]] = {}  # (split, line): val and test may be files
     for i, j, similarity in near_pairs(texts, near_threshold, side):
         part, s = rest[j - len(train_rows)]
         t = train_rows[i]
-        if s.line not in best or similarity > best[s.line][3]:
-            best[s.line] = (part, s, t, similarity)
+        if (part, s.line) not in best or similarity > best[part, s.line][3]:
+            best[part, s.line] = (part, s, t, similarity)
     if best:
         worst = sorted(best.values(), key=lambda x: -x[3])
-        part, s, t, _ = best[min(best)]
+        part, s, t, _ = min(best.values(), key=lambda x: x[1].line)
         checks.append(Check("near_leakage", "warning",
                             f"{len(best)} val/test row(s) nearly repeat a train row's input (similarity >= "
-                            f"{near_threshold:g}; first: {where(part, s, t)} ~ train line {t.line})", sorted(best),
-                            {line: t.line for line, (_, _, t, _) in best.items()},
+                            f"{near_threshold:g}; first: {where(part, s, t)} ~ train line {t.line})",
+                            sorted({line for _, line in best}), {s.line: t.line for _, s, t, _ in best.values()},
                             [(s.line, f"{part}, ~ train line {t.line} (similarity {sim:.2f})")
                              for part, s, t, sim in worst[:50]]))
     else:

@@ -168,9 +168,16 @@ def shape_of(model: str | Shape | dict) -> Shape:
         except HarnessError as e:
             raise HarnessError(f"{e}; or one of the reference shapes {', '.join(SHAPES)}") from None
         path = Path(resolved.path)
-        if not (path / "config.json").is_file():
-            raise HarnessError(f"model {model!r} is not on this machine; pass a local checkpoint folder "
-                               f"or one of the reference shapes {', '.join(SHAPES)}")
+        if not (path / "config.json").is_file():  # a hub id: its config.json alone, from the HF cache or hub
+            try:
+                from transformers import AutoConfig
+
+                config = AutoConfig.from_pretrained(resolved.path).to_dict()
+            except Exception as e:  # offline, gated or misspelled: all end the same way for the user
+                raise HarnessError(f"config of {model!r} cannot be read ({str(e).splitlines()[0][:120]}); pass a "
+                                   f"local checkpoint folder or one of the reference shapes "
+                                   f"{', '.join(SHAPES)}") from None
+            return shape_from_config(config.get("text_config") or config, name=model)
     return shape_from_config(json.loads((path / "config.json").read_text()), name=model)
 
 

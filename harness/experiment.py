@@ -96,6 +96,9 @@ class Experiment:
     regression: general-ability suite scored on base and candidate ("mmlu": the shipped MMLU
         slice; or a path to a JSONL in the same format; None: no regression gate).
     regression_delta: the candidate may lose at most this much suite accuracy (0.02 = 2 points).
+    gpu_hour_price, calls: price per device-hour and call volume for the cost view (the command
+        line's --harness-gpu-hour-price / --harness-calls win over these).
+    knowledge_task: the task needs facts the model may lack (the recommendation weighs retrieval).
     """
 
     name: str
@@ -111,6 +114,9 @@ class Experiment:
     allow_inconclusive: bool | tuple[str, ...] = False
     regression: str | None = "mmlu"
     regression_delta: float = 0.02
+    gpu_hour_price: float | None = None
+    calls: int | None = None
+    knowledge_task: bool = False
     metrics: tuple[str, ...] = ()
     max_rows: int | None = None
     seed: int = 0
@@ -166,6 +172,10 @@ class Experiment:
         if not 0 <= self.regression_delta < 1:
             raise SpecError(f"{where}: regression_delta must be in [0, 1), e.g. 0.02 for 2 points "
                             f"(got {self.regression_delta!r})")
+        if self.gpu_hour_price is not None and not self.gpu_hour_price > 0:
+            raise SpecError(f"{where}: gpu_hour_price must be positive, e.g. 2.5 (got {self.gpu_hour_price!r})")
+        if self.calls is not None and (not isinstance(self.calls, int) or self.calls < 0):
+            raise SpecError(f"{where}: calls must be a non-negative integer volume (got {self.calls!r})")
         if not isinstance(self.allow_inconclusive, bool):
             object.__setattr__(self, "allow_inconclusive", tuple(self.allow_inconclusive))
         if not 0.5 < self.confidence < 1:

@@ -236,7 +236,7 @@ def _run(experiment: Experiment, store: Store, run_id: str, record: RunRecord, r
         checks = checks + data_mod.quality_checks(data_mod.Dataset(data_path, "", samples, data_sha), task)
     if splits is None and not any(c.level == "error" for c in checks):
         splits = data_mod.split(samples, experiment.split, seed=experiment.seed, stratify=task == "classification")
-    if splits is not None and hasattr(data_mod, "leakage_checks"):
+    if splits is not None:
         checks = checks + data_mod.leakage_checks(splits)
     record.checks = [{"name": c.name, "level": c.level, "message": c.message, "lines": c.lines[:1000]}
                      for c in checks]
@@ -313,7 +313,8 @@ def _run(experiment: Experiment, store: Store, run_id: str, record: RunRecord, r
             store.cache_adapter(adapter_key, trained.adapter_path, trained.adapter_sha256, trained.summary())
         curves = trained.curves
         candidate = Approach("candidate", "candidate", {**spec.config(), "trainable_params": trained.trainable_params,
-                                                        "steps": trained.steps, "device": trained.device},
+                                                        "total_params": trained.total_params, "steps": trained.steps,
+                                                        "device": trained.device},
                              train_seconds=trained.seconds)
         candidate_id = f"{base_id}+{trained.adapter_sha256}"
         get_candidate = lambda: loaded.load_adapter(trained.adapter_path)

@@ -33,6 +33,10 @@ def pytest_addoption(parser):
                     help="where HTML reports are written (default: <rootdir>/reports)")
     group.addoption("--harness-no-report", action="store_true", default=False,
                     help="do not rebuild the HTML reports at the end of the session")
+    group.addoption("--harness-gpu-hour-price", type=float, default=None, metavar="USD",
+                    help="price of one device-hour, for the cost view (overrides the spec's gpu_hour_price)")
+    group.addoption("--harness-calls", type=int, default=None, metavar="N",
+                    help="call volume for the cost view (overrides the spec's calls)")
 
 
 class _Session:
@@ -192,16 +196,34 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         for v in state.verdicts:
             terminalreporter.write_line(f"{v['experiment']:<{width}}  {v['gate']:<18} {v['outcome']:<12} "
                                         f"{v['message']}")
+        _cost_summary(terminalreporter, config, state)
     if hasattr(config, "workerinput") or config.getoption("--harness-no-report"):
         return
     if state.ran or (state.verdicts and state.store_path.exists()):
         from harness.report import write_reports
 
         try:
-            pages = write_reports(state.store, state.reports_dir)
+            pages = write_reports(state.store, state.reports_dir,
+                                  gpu_hour_price=config.getoption("--harness-gpu-hour-price"),
+                                  calls=config.getoption("--harness-calls"))
             terminalreporter.write_line(f"harness: store {state.store_path}; report {pages[0] if pages else '-'}")
         except HarnessError as e:
             terminalreporter.write_line(f"harness: report not written: {e}")
         except Exception as e:  # a report bug must not hide the verdicts above; the store is intact
             terminalreporter.write_line(f"harness: report not written ({type(e).__name__}: {e}); "
                                         f"the store is intact, rebuild with `harness report`")
+
+
+def _cost_summary(terminalreporter, config, state) -> None:
+    """The recommendation (and, given a price, the cost view) of each experiment that ran."""
+    from harness import cost
+
+    for name in dict.fromkeys(v["experiment"] for v in state.verdicts):
+        run = state.store.latest_run(name)
+        if run is None:
+            continue
+        view, recommendation = cost.for_run(state.store, run,
+                                            gpu_hour_price=config.getoption("--harness-gpu-hour-price"),
+                                            calls=config.getoption("--harness-calls"))
+        for line in cost.format_summary(view, recommendation):
+            terminalreporter.write_line(f"{name}: {line}")

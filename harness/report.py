@@ -28,6 +28,7 @@ from urllib.parse import quote
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup, escape
 
+from harness import cost as cost_mod
 from harness.errors import HarnessError
 from harness.store import Store
 
@@ -92,7 +93,8 @@ class ReportError(HarnessError):
 
 # --- public API ------------------------------------------------------------------------------
 
-def write_reports(store: Store, out_dir: str | Path) -> list[Path]:
+def write_reports(store: Store, out_dir: str | Path, *, gpu_hour_price: float | None = None,
+                  calls: int | None = None) -> list[Path]:
     """Render `index.html` and one `<experiment>.html` per experiment into out_dir, from the store alone.
 
     Returns the written paths, index first. Each file is written atomically (temp file + rename).
@@ -108,6 +110,12 @@ def write_reports(store: Store, out_dir: str | Path) -> list[Path]:
     index_rows = []
     for name in sorted(data):
         page = _experiment_context(name, data[name])
+        page["cost_view"], page["recommendation"] = None, None
+        if data[name]["shown"] is not None:
+            view, recommendation = cost_mod.for_run(store, data[name]["shown"], gpu_hour_price=gpu_hour_price,
+                                                    calls=calls)
+            page["cost_view"] = view.to_dict() if view else None
+            page["recommendation"] = recommendation.to_dict()
         try:
             path = _safe_path(out, stems[name])
         except ReportError as e:

@@ -66,7 +66,8 @@ def test_fine_tune_when_every_gate_passes_with_the_numbers():
     assert rec.verdict == "fine-tune"
     assert rec.reasons[0] == ("the candidate scores accuracy 0.735 vs zero_shot 0.463: +58.9% (95% CI +43.0%..+76.7%) "
                               "against a 5% bar on 400 paired test rows")
-    assert rec.reasons[1] == "its prompt is 50 tokens vs 100 for zero_shot (2.0x shorter), 18 ms vs 36 ms per call (p50)"
+    assert rec.reasons[1] == ("its prompt is 50 tokens vs 100 for zero_shot (2.0x shorter), "
+                              "18 ms vs 36 ms per call (p50)")
     assert "pays back after 200,000 calls (within the 1,000,000 priced)" in rec.reasons[2]
     summary = cost.format_summary(view, rec)
     assert "recommendation: fine-tune" in summary and "  break-even vs zero_shot: 200,000 calls" in summary
@@ -129,3 +130,23 @@ def test_use_retrieval_for_a_knowledge_task_the_fine_tune_did_not_crack():
     assert cost.recommend({"five_percent_rule": no_candidate}, approaches()[:2], None).verdict == "keep prompting"
     assert set(cost.VERDICTS) == {"keep prompting", "fine-tune", "fine-tune a smaller model", "collect more data",
                                   "use retrieval"}
+
+
+def test_for_run_reads_everything_from_the_store():
+    from harness.store import RunRecord, Store
+
+    store = Store(":memory:")
+    run_id = store.start_run("sarcasm", spec_file=None, config={"gpu_hour_price": 2.0, "calls": 1_000_000})
+    store.finish_run(run_id, RunRecord(
+        approaches=approaches(), gates=[passing_rule().row(), overfit_pass().row()],
+        run_fields={"task": "classification", "provenance": {"hardware": {"device": "cuda", "gpu": "H100"}}}))
+    run = store.latest_run("sarcasm")
+    view, rec = cost.for_run(store, run)
+    assert view.gpu_hour_price == 2.0 and view.calls == 1_000_000 and view.device == "H100"
+    assert view.reference == "zero_shot" and view.break_even_calls == pytest.approx(200_000)
+    assert rec.verdict == "fine-tune"
+    cheaper, _ = cost.for_run(store, run, gpu_hour_price=4.0, calls=10)  # the command line wins over the spec
+    assert cheaper.row("zero_shot").cost_per_million == pytest.approx(40.0) and cheaper.calls == 10
+    none, rec = cost.for_run(store, {**run, "config": {}})
+    assert none is None and rec.verdict == "fine-tune"
+    assert cost.for_run(store, run, knowledge_task=True)[1].reasons[-1].startswith("note: this is a knowledge task")

@@ -55,7 +55,8 @@ def test_nan_is_not_json(tmp_path):
 def test_last_message_must_be_the_assistant(tmp_path):
     ds = data.load(_write(tmp_path / "d.jsonl", [{"messages": [{"role": "user", "content": "U"}]}]))
     assert ds.errors[0].name == "last_message"
-    assert ds.errors[0].message == "1 row(s) unusable; first at line 1: last message must be from the assistant (got 'user')"
+    assert ds.errors[0].message == \
+        "1 row(s) unusable; first at line 1: last message must be from the assistant (got 'user')"
 
 
 def test_mixed_formats_are_an_error(tmp_path):
@@ -144,7 +145,8 @@ def test_a_column_mapping_reads_any_rows():
     ds = data.load(FIXTURES / "columns.jsonl", columns={"input": "question", "output": "right_answer"})
     assert ds.format == "columns" and not ds.checks
     assert ds.samples[0].messages == (("user", "Name the capital of France."),) and ds.samples[0].answer == "Paris"
-    joined = data.load(FIXTURES / "columns.jsonl", columns=data.parse_columns("input=topic+question,output=right_answer"))
+    mapping = data.parse_columns("input=topic+question,output=right_answer")
+    joined = data.load(FIXTURES / "columns.jsonl", columns=mapping)
     assert joined.samples[0].input_text == "general\nName the capital of France."
 
 
@@ -164,7 +166,8 @@ def test_a_mapping_naming_an_absent_column_fails_each_row():
 @pytest.mark.parametrize("text, message", [
     ("question", "column mapping 'question' needs role=column"),
     ("input=question", "column mapping needs input= and output="),
-    ("input=q,output=a,label=b", "column mapping needs input= and output= (and optionally system=), got input, output, label"),
+    ("input=q,output=a,label=b",
+     "column mapping needs input= and output= (and optionally system=), got input, output, label"),
 ])
 def test_bad_column_mappings_say_how_to_write_one(text, message):
     with pytest.raises(DataError, match="e.g. input=question,output=right_answer"):
@@ -273,7 +276,8 @@ def test_every_format_round_trips_to_the_same_samples(fmt, rows, blocks, as_csv)
         mapping = {k: v for k, v in _MAPPING.items() if k != "system" or any(r[0] for r in rows)}
         ds = data.load(path, columns=mapping if fmt == "columns" else None)
     assert not ds.checks, [c.message for c in ds.checks]
-    expected = [(((("system", system),) if system else ()) + (("user", user),), answer) for system, user, answer in rows]
+    expected = [(((("system", system),) if system else ()) + (("user", user),), answer)
+                for system, user, answer in rows]
     assert [(s.messages, s.answer) for s in ds.samples] == expected
     if not as_csv:
         assert [s.line for s in ds.samples] == list(range(1, len(rows) + 1))

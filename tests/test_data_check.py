@@ -64,8 +64,9 @@ def test_each_defect_is_found_at_its_level_and_line(fixture, kwargs, task, expec
     ("invalid_utf8.jsonl", "invalid_utf8", "1 row(s) unusable; first at line 3: invalid UTF-8 byte 0xff at column 57"),
     ("nan_infinity.jsonl", "nan_infinity",
      "3 row(s) unusable; first at line 2: NaN is not valid JSON; write null or a string"),
-    ("truncated_last_line.jsonl", "truncated_last_line", "1 row(s) unusable; first at line 12: the file ends mid-row "
-                                                         "(30 bytes, no newline); copy it again or delete the partial row"),
+    ("truncated_last_line.jsonl", "truncated_last_line",
+     "1 row(s) unusable; first at line 12: the file ends mid-row (30 bytes, no newline); "
+     "copy it again or delete the partial row"),
     ("missing_keys.jsonl", "missing_keys", "1 row(s) unusable; first at line 3: missing key(s) 'label' "
                                            "(the file is classification)"),
     ("bad_role.jsonl", "bad_role", "1 row(s) unusable; first at line 2: messages[1] has role 'bot'; "
@@ -101,7 +102,8 @@ def test_size_follows_the_guide_for_each_task():
     for task, (minimum, good) in data.SIZE_GUIDE.items():
         [size] = [c for c in data.quality_checks(ds, task) if c.name == "size"]
         assert size.level == "warning"
-        assert size.message == f"12 unique rows: below the {minimum:,} recommended as a minimum for {task} ({good:,} is good)"
+        assert size.message == \
+            f"12 unique rows: below the {minimum:,} recommended as a minimum for {task} ({good:,} is good)"
     assert data.SIZE_GUIDE["code"] == (1_000, 10_000) and data.SIZE_GUIDE["domain"] == (500, 5_000)
 
 
@@ -110,7 +112,8 @@ def test_pii_finds_each_kind_and_redacts_it(tmp_path):
     assert "email 1, phone 1, credit_card 1, national_id 1, ip 1" in pii.message
     assert 7 not in pii.lines  # 4111 1111 1111 1112 fails the Luhn check
     assert data.redact("mail jane.doe@example.com or call (212) 555-0142") == "mail [EMAIL] or call [PHONE]"
-    assert data.find_pii("card 4111-1111-1111-1111, not 4111-1111-1111-1112") == [("credit_card", "4111-1111-1111-1111")]
+    assert data.find_pii("card 4111-1111-1111-1111, not 4111-1111-1111-1112") == \
+        [("credit_card", "4111-1111-1111-1111")]
     assert data.find_pii("ssn 123-45-6789, not 000-45-6789; ni AB 12 34 56 C") == [
         ("national_id", "123-45-6789"), ("national_id", "AB 12 34 56 C")]
     assert data.find_pii("in 1844-1846, 3.14159 and version 10.2") == []
@@ -159,7 +162,8 @@ def test_cli_passes_a_clean_file(capsys):
 def test_cli_fails_on_an_error_and_shows_the_line(capsys):
     code, out, err = _run(capsys, FIXTURES / "header_row.jsonl")
     assert code == 1 and not err
-    assert re.search(r"^header_row\s+error\s+1\s+[\d.]+\s+1 header row\(s\) inside the data \(first at line 5", out, re.M)
+    assert re.search(r"^header_row\s+error\s+1\s+[\d.]+\s+1 header row\(s\) inside the data \(first at line 5",
+                     out, re.M)
     assert re.search(r"^\s+5\s+its values repeat the column names\s+\{\"text\": \"text\", \"label\": \"label\"\}$",
                      out, re.M)
     assert out.rstrip().splitlines()[-1].startswith("FAIL: an error-level check failed (1 error(s)")
@@ -212,8 +216,9 @@ def test_cli_redacts_a_copy(capsys, tmp_path):
     (["data", "check", "nope.jsonl"], "harness: data file nope.jsonl not found; check the path in the spec "
                                       "(relative to the project root)"),
     (["data", "check", str(FIXTURES / "columns.jsonl")],
-     f"harness: data file {FIXTURES / 'columns.jsonl'}: no row is in a known format (keys seen: question, right_answer, "
-     f"topic); map the columns, e.g. --columns input=question,output=answer (CLI) or load(path, columns={{...}})"),
+     f"harness: data file {FIXTURES / 'columns.jsonl'}: no row is in a known format (keys seen: question, "
+     f"right_answer, topic); map the columns, e.g. --columns input=question,output=answer (CLI) "
+     f"or load(path, columns={{...}})"),
     (["data", "check", str(FIXTURES / "clean.jsonl"), "--task", "poetry"],
      "harness: harness data check: argument --task: invalid choice: 'poetry' (choose from "),
     (["data", "check", str(FIXTURES / "clean.jsonl"), "--columns", "question"],
@@ -230,3 +235,11 @@ def test_cli_mistakes_are_one_line_without_a_traceback(capsys, argv, message):
     assert main(argv) == 2
     out, err = capsys.readouterr()
     assert err.startswith(message) and err.count("\n") == 1 and not out
+
+
+def test_redaction_leaves_other_lines_byte_for_byte(tmp_path):
+    source = tmp_path / "d.jsonl"
+    source.write_text('{"text":"caf\\u00e9 owner","label":"0"}\n{"text": "mail bob@example.org", "label": "1"}\n')
+    assert data.redact_file(source, tmp_path / "out.jsonl") == 1
+    assert (tmp_path / "out.jsonl").read_text() == \
+        '{"text":"caf\\u00e9 owner","label":"0"}\n{"text": "mail [EMAIL]", "label": "1"}\n'
