@@ -49,6 +49,7 @@ class QLoRA:
     weight_decay: float = 0.0
     lr_scheduler: str = "cosine"
     evals_per_epoch: int = 1
+    early_stopping_patience: int | None = None  # stop after this many evaluations without a lower val loss
     gradient_checkpointing: bool | None = None  # None: on for CUDA, off on CPU where it only costs time
     system_prompt: str | None = None  # file whose text replaces the data's system message
     seed: int = 0
@@ -71,6 +72,9 @@ class QLoRA:
             (self.max_length >= 16, f"max_length must be at least 16 (got {self.max_length!r})"),
             (0 <= self.warmup_ratio < 1, f"warmup_ratio must be in [0, 1) (got {self.warmup_ratio!r})"),
             (self.evals_per_epoch >= 1, f"evals_per_epoch must be at least 1 (got {self.evals_per_epoch!r})"),
+            (self.early_stopping_patience is None or (isinstance(self.early_stopping_patience, int)
+                                                      and self.early_stopping_patience >= 1),
+             f"early_stopping_patience must be None or a positive integer (got {self.early_stopping_patience!r})"),
         ]
         for ok, message in checks:
             if not ok:

@@ -75,6 +75,7 @@ def train(model, tokenizer, spec: QLoRA, train_rows: list[dict], val_rows: list[
     import torch
     from datasets import Dataset
     from peft import LoraConfig, prepare_model_for_kbit_training
+    from transformers import EarlyStoppingCallback
     from trl import SFTConfig, SFTTrainer
 
     cuda = torch.cuda.is_available()
@@ -86,6 +87,7 @@ def train(model, tokenizer, spec: QLoRA, train_rows: list[dict], val_rows: list[
     steps_per_epoch = math.ceil(len(train_rows) / (spec.batch_size * spec.gradient_accumulation_steps))
     total_steps = math.ceil(steps_per_epoch * spec.epochs)
     eval_every = max(1, steps_per_epoch // spec.evals_per_epoch)
+    early_stopping = bool(spec.early_stopping_patience) and bool(val_rows)
     args = SFTConfig(
         output_dir=str(output_dir / "trainer"),
         per_device_train_batch_size=spec.batch_size,
@@ -100,7 +102,13 @@ def train(model, tokenizer, spec: QLoRA, train_rows: list[dict], val_rows: list[
         logging_steps=max(1, min(10, steps_per_epoch // 4)),
         eval_strategy="steps" if val_rows else "no",
         eval_steps=eval_every,
-        save_strategy="no",
+        # Early stopping keeps the best checkpoint: save at every evaluation, reload the best at the end.
+        save_strategy="steps" if early_stopping else "no",
+        save_steps=eval_every,
+        save_total_limit=2 if early_stopping else None,
+        load_best_model_at_end=early_stopping,
+        metric_for_best_model="eval_loss" if early_stopping else None,
+        greater_is_better=False if early_stopping else None,
         report_to=[],
         seed=spec.seed,
         data_seed=spec.seed,
@@ -117,7 +125,9 @@ def train(model, tokenizer, spec: QLoRA, train_rows: list[dict], val_rows: list[
     trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(train_rows),
                          eval_dataset=Dataset.from_list(val_rows) if val_rows else None,
                          processing_class=tokenizer, peft_config=lora,
-                         callbacks=[_progress_callback(log, name)])
+                         callbacks=[_progress_callback(log, name)] + (
+                             [EarlyStoppingCallback(early_stopping_patience=spec.early_stopping_patience)]
+                             if early_stopping else []))
     trainable, total = trainer.model.get_nb_trainable_parameters()
     log(f"{name}: QLoRA r={spec.r} alpha={spec.alpha} lr={spec.learning_rate:g} epochs={spec.epochs:g}: "
         f"{trainable:,} trainable of {total:,} parameters, {total_steps} steps on {'cuda' if cuda else 'cpu'}")
@@ -130,7 +140,11 @@ def train(model, tokenizer, spec: QLoRA, train_rows: list[dict], val_rows: list[
     trainer.train()
     seconds = time.perf_counter() - start
     step = trainer.state.global_step
-    if val_rows and not any(h.get("step") == step and "eval_loss" in h for h in trainer.state.log_history):
+    if early_stopping:
+        best = trainer.state.best_model_checkpoint
+        log(f"{name}: kept the best checkpoint ({best}, val loss {trainer.state.best_metric:.4f}); "
+            f"stopped at step {step} of {total_steps}")
+    elif val_rows and not any(h.get("step") == step and "eval_loss" in h for h in trainer.state.log_history):
         trainer.evaluate()  # the curve should end where training ended
     for entry in trainer.state.log_history:
         if "loss" in entry:

@@ -27,3 +27,45 @@ def test_qlora_training_moves_the_loss_and_saves_the_adapter(tmp_path, tiny_mode
     assert len(trained.adapter_sha256) == 64
     assert trained.trainable_params > 0 and trained.steps == 12  # 32 rows / batch 8 * 3 epochs
     assert any("step 12/12" in line for line in lines), lines
+
+
+def test_early_stopping_keeps_the_best_checkpoint(tmp_path, tiny_model_dir):
+    """Labels are coin flips: memorising train makes val loss rise, so training stops early and
+    the adapter kept is the best one, not the last."""
+    import json
+    import random
+
+    import torch
+
+    rng = random.Random(1)
+    path = tmp_path / "noise.jsonl"
+    path.write_text("".join(json.dumps({"text": f"area man {rng.choice('abcdefgh')} {i}", "label": str(rng.randint(0, 1))})
+                            + "\n" for i in range(48)))
+    parts = split(load(path).samples, (32, 15, 1), seed=0, stratify=True)
+    rows = lambda ss: [conversation(prompts.candidate_messages(s), s.answer) for s in ss]
+    resolved = ResolvedModel("tiny", str(tiny_model_dir), "x")
+    model, tokenizer = load_model(resolved, quantize=True), load_tokenizer(resolved)
+    spec = QLoRA(r=16, alpha=32, learning_rate=5e-2, epochs=12, batch_size=8, warmup_ratio=0.0,
+                 lr_scheduler="constant", early_stopping_patience=2)
+    lines = []
+    peft_model, trained = train(model, tokenizer, spec, rows(parts.train), rows(parts.val), tmp_path / "out",
+                                log=lines.append)
+    val = [(c["step"], c["loss"]) for c in trained.curves if c["split"] == "val" and c["step"] > 0]
+    assert trained.steps < 48, f"should have stopped before 12 epochs: {val}"
+    assert any("kept the best checkpoint" in line for line in lines)
+    best_step, best_loss = min(val, key=lambda p: p[1])
+    assert val[-1][1] > best_loss and best_step < trained.steps
+    # the model returned is the best checkpoint: its val loss is the best one on the curve
+    peft_model.eval()
+    losses = []
+    for r in rows(parts.val):
+        text = tokenizer.apply_chat_template(r["prompt"], tokenize=False, add_generation_prompt=True)
+        ids = tokenizer(text + r["completion"][0]["content"] + "<|im_end|>\n", return_tensors="pt",
+                        add_special_tokens=False)["input_ids"]
+        n = len(tokenizer(text, add_special_tokens=False)["input_ids"])
+        labels = ids.clone()
+        labels[:, :n] = -100
+        with torch.no_grad():
+            losses.append((peft_model(input_ids=ids, labels=labels).loss.item(), ids.shape[1] - n))
+    mean = sum(loss * k for loss, k in losses) / sum(k for _, k in losses)
+    assert abs(mean - best_loss) < abs(mean - val[-1][1])
