@@ -94,6 +94,8 @@ class Experiment:
     metric: the key metric the gates compare ("accuracy", "exact_match", "rouge", ...).
     task: "classification" or "generation"; inferred from the data when left out.
     split: fractions (train, val, test) or row counts; seeded and stratified for classification.
+    columns: for plain JSONL/CSV files, which columns hold the input and the output, e.g.
+        {"input": "question", "output": "right_answer"} ("a+b" joins columns).
     threshold: the 5% rule's minimum uplift over the best baseline (0.05 = 5%).
     relative: uplift relative to the baseline (True) or in absolute metric points (False).
     allow_inconclusive: let INCONCLUSIVE pass: True for every gate, or a tuple of gate names.
@@ -123,6 +125,7 @@ class Experiment:
     knowledge_task: bool = False
     metrics: tuple[str, ...] = ()
     max_rows: int | None = None
+    columns: dict | None = None
     seed: int = 0
     confidence: float = 0.95
     eval_batch_size: int = 16

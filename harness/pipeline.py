@@ -98,14 +98,15 @@ def _load_data(experiment: Experiment, root: Path):
             raise DataError(f"{experiment.name}: data file {path} not found; check the path in the spec "
                             f"(paths are relative to the project root, {root})")
     if isinstance(experiment.data, dict):
-        loaded = {k: data_mod.load(root / v, max_rows=experiment.max_rows) for k, v in experiment.data.items()}
+        loaded = {k: data_mod.load(root / v, max_rows=experiment.max_rows, columns=experiment.columns)
+                  for k, v in experiment.data.items()}
         checks = [c for d in loaded.values() for c in d.checks]
         samples = [s for d in loaded.values() for s in d.samples]
         splits = data_mod.Splits(loaded["train"].samples, loaded["val"].samples if "val" in loaded else [],
                                  loaded["test"].samples, data_mod.content_hash(loaded["test"].samples))
         sha = hashlib.sha256("".join(d.sha256 for d in loaded.values()).encode()).hexdigest()
         return samples, splits, checks, sha, str(experiment.data), loaded["train"]
-    dataset = data_mod.load(root / experiment.data, max_rows=experiment.max_rows)
+    dataset = data_mod.load(root / experiment.data, max_rows=experiment.max_rows, columns=experiment.columns)
     return dataset.samples, None, dataset.checks, dataset.sha256, str(experiment.data), dataset
 
 

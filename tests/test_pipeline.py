@@ -1,0 +1,27 @@
+"""The pipeline on the tiny model, called directly (no pytest plugin in between)."""
+import csv
+
+from harness import Experiment, baselines
+from harness.pipeline import run_experiment
+from harness.store import Store
+
+
+def test_a_csv_with_a_column_mapping_in_the_spec_runs(tmp_path, tiny_model_dir):
+    with open(tmp_path / "data.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["headline", "is_sarcastic"])
+        for i in range(60):
+            w.writerow([f"area man {i}" if i % 2 else f"senate bill {i}", str(i % 2)])
+    (tmp_path / "s.md").write_text("answer 1 or 0")
+    spec = Experiment(name="csv", data="data.csv", model=str(tiny_model_dir), split=(40, 10, 10),
+                      columns={"input": "headline", "output": "is_sarcastic"},
+                      baselines=[baselines.zero_shot("s.md")], regression=None)
+    store = Store(tmp_path / "h.duckdb")
+    result = run_experiment(spec, store, root=tmp_path, log=lambda _: None)
+    assert result.task == "classification" and result.candidate is None
+    assert result.gates["five_percent_rule"].outcome == "SKIP"
+    [run] = store.runs("csv")
+    assert run["status"] == "complete"
+    preds = store.rows("predictions", run["run_id"], split="test")
+    assert len(preds) == 10 and {p["reference"] for p in preds} <= {"0", "1"}
+    assert preds[0]["input"].startswith(("area man", "senate bill"))
