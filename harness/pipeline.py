@@ -37,11 +37,13 @@ class Approach:
     predictions: dict[str, list[str]] = field(default_factory=dict)     # split -> outputs
     scores: dict[str, list[float]] = field(default_factory=dict)        # split -> per-example key metric
     prompt_tokens: float = 0.0
+    generated_tokens: float = 0.0
     latency_p50_ms: float = 0.0
     latency_p95_ms: float = 0.0
     train_seconds: float | None = None
     latencies: dict[str, list[float]] = field(default_factory=dict, repr=False)
     prompt_token_counts: dict[str, list[int]] = field(default_factory=dict, repr=False)
+    generated_token_counts: dict[str, list[int]] = field(default_factory=dict, repr=False)
 
 
 @dataclass
@@ -397,6 +399,7 @@ def _score_split(scorer: _Scorer, approach: Approach, split: str, rows: list, mo
     approach.scores[split] = list(result.per_example)
     approach.latencies[split] = scored.latencies_ms
     approach.prompt_token_counts[split] = scored.prompt_tokens
+    approach.generated_token_counts[split] = scored.generated_tokens or [0] * len(rows)
 
 
 def _latency(approach: Approach) -> None:
@@ -406,9 +409,12 @@ def _latency(approach: Approach) -> None:
         approach.latency_p50_ms = stats.percentile(latencies, 50)
         approach.latency_p95_ms = stats.percentile(latencies, 95)
         approach.prompt_tokens = sum(tokens) / len(tokens)
+        generated = approach.generated_token_counts.get("test") or [0]
+        approach.generated_tokens = sum(generated) / len(generated)
 
 
 def _approach_row(a: Approach, adapter_path: str | None = None, adapter_sha256: str | None = None) -> dict:
     return {"approach": a.name, "kind": a.kind, "config": a.config, "prompt_tokens": a.prompt_tokens,
+            "generated_tokens": a.generated_tokens,
             "latency_p50_ms": a.latency_p50_ms, "latency_p95_ms": a.latency_p95_ms,
             "train_seconds": a.train_seconds, "adapter_path": adapter_path, "adapter_sha256": adapter_sha256}

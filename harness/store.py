@@ -93,6 +93,10 @@ MIGRATIONS: list[tuple[str, str]] = [
             created_at TIMESTAMP
         );
     """),
+    ("approaches_generated_tokens", """
+        -- mean tokens generated per call (0 for label scoring, which generates nothing)
+        ALTER TABLE approaches ADD COLUMN generated_tokens DOUBLE;
+    """),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -122,7 +126,7 @@ def _json(value: Any) -> str | None:
 _COLUMNS = {
     "checks": ["run_id", "name", "level", "message", "lines"],
     "approaches": ["run_id", "approach", "kind", "config", "prompt_tokens", "latency_p50_ms", "latency_p95_ms",
-                   "train_seconds", "adapter_path", "adapter_sha256"],
+                   "train_seconds", "adapter_path", "adapter_sha256", "generated_tokens"],
     "metrics": ["run_id", "approach", "split", "metric", "value"],
     "predictions": ["run_id", "approach", "split", "idx", "example_key", "input", "reference", "prediction", "score"],
     "curves": ["run_id", "approach", "step", "epoch", "split", "loss"],

@@ -69,3 +69,23 @@ def test_unknown_table_or_column_is_refused():
         store.rows("runs; DROP TABLE runs", "x")
     with pytest.raises(ValueError):
         store.rows("gates", "x", **{"gate = gate OR 1=1 --": "y"})
+
+
+def test_an_old_store_is_migrated_on_open_and_keeps_its_runs(tmp_path, monkeypatch):
+    import harness.store as store_mod
+
+    path = tmp_path / "old.duckdb"
+    old = store_mod.MIGRATIONS[:2]
+    with monkeypatch.context() as m:
+        m.setattr(store_mod, "MIGRATIONS", old)
+        m.setattr(store_mod, "SCHEMA_VERSION", len(old))
+        s = Store(path)
+        run_id = s.start_run("x", spec_file=None, config={"a": 1})
+        con = duckdb.connect(str(path))
+        con.execute("INSERT INTO approaches (run_id, approach, kind) VALUES (?, 'zero_shot', 'baseline')", [run_id])
+        con.close()
+    s = Store(path)
+    assert s.schema_version() == SCHEMA_VERSION > len(old)
+    [row] = s.rows("approaches", run_id)
+    assert row["approach"] == "zero_shot" and row["generated_tokens"] is None
+    assert s.runs("x")[0]["config"] == {"a": 1}
