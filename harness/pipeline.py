@@ -18,7 +18,7 @@ from typing import Callable
 
 from harness import data as data_mod
 from harness import cache, gates, metrics, prompts, regression, scoring, stats
-from harness.errors import DataError, HarnessError, SpecError
+from harness.errors import DataError, HarnessError, ModelError, SpecError
 from harness.experiment import Experiment
 from harness.sealed import SealedSplit
 from harness.store import RunRecord, Store
@@ -311,6 +311,7 @@ def _run(experiment: Experiment, store: Store, run_id: str, record: RunRecord, r
             if work_dir is None:
                 work_dir = Path(store.path).parent if store.path != ":memory:" else root / ".harness"
             out_dir = Path(work_dir) / "runs" / run_id
+            _check_memory(name, resolved, spec, tokenizer, train_rows, log)
             loaded.candidate, trained = train_mod.train(loaded.fresh_base(), tokenizer, spec, train_rows, val_rows,
                                                         out_dir, log=log, name=f"{name}: candidate")
             store.cache_adapter(adapter_key, trained.adapter_path, trained.adapter_sha256, trained.summary())
@@ -382,6 +383,25 @@ def _run(experiment: Experiment, store: Store, run_id: str, record: RunRecord, r
     return Result(run_id, name, task, key.name, baselines, best.name, candidate, verdicts, checks, curves,
                   {"train": len(splits.train), "val": len(splits.val), "test": len(test)},
                   time.perf_counter() - started)
+
+
+def _check_memory(name: str, resolved, spec, tokenizer, train_rows: list[dict], log: Callable[[str], None]) -> None:
+    """Fail before training, with the estimated need and what is free, when the step cannot fit."""
+    from harness import estimate, models
+
+    dev = models.device()
+    longest = max(len(tokenizer.apply_chat_template(r["prompt"] + r["completion"], tokenize=True)) for r in train_rows)
+    seq_len = min(longest, spec.max_length)
+    need = estimate.estimate(resolved.path, "qlora", spec.batch_size, seq_len, r=spec.r,
+                             target_modules=spec.target_modules, compute_dtype="bf16" if dev == "cuda" else "fp32",
+                             gradient_checkpointing=bool(spec.gradient_checkpointing if spec.gradient_checkpointing
+                                                         is not None else dev == "cuda"),
+                             lora_dropout=spec.dropout, device=dev)
+    problem = estimate.check_fits(need, estimate.available_memory(dev), dev)
+    if problem:
+        raise ModelError(f"{name}: not training: {problem}")
+    log(f"{name}: memory estimate for training {need.total / 2**30:.1f} GiB (batch {spec.batch_size} x {seq_len} "
+        f"tokens) fits the {estimate.available_memory(dev) / 2**30:.1f} GiB free on {dev}")
 
 
 def _score_split(scorer: _Scorer, approach: Approach, split: str, rows: list, model_id: str, get_model: Callable,

@@ -25,3 +25,24 @@ def test_a_csv_with_a_column_mapping_in_the_spec_runs(tmp_path, tiny_model_dir):
     preds = store.rows("predictions", run["run_id"], split="test")
     assert len(preds) == 10 and {p["reference"] for p in preds} <= {"0", "1"}
     assert preds[0]["input"].startswith(("area man", "senate bill"))
+
+
+def test_a_candidate_that_cannot_fit_fails_before_training(tmp_path, tiny_model_dir, monkeypatch):
+    import pytest
+
+    from harness import QLoRA, estimate
+    from harness.errors import ModelError
+    from tiny import write_classification_jsonl
+
+    write_classification_jsonl(tmp_path / "data.jsonl", n=40)
+    (tmp_path / "s.md").write_text("answer 1 or 0")
+    monkeypatch.setattr(estimate, "available_memory", lambda device="cuda": 64 * 2**20)  # a 64 MiB machine
+    spec = Experiment(name="big", data="data.jsonl", model=str(tiny_model_dir), split=(24, 8, 8),
+                      baselines=[baselines.zero_shot("s.md")], candidate=QLoRA(epochs=1), regression=None)
+    lines = []
+    store = Store(tmp_path / "h.duckdb")
+    with pytest.raises(ModelError, match=r"big: not training: QLoRA of .* needs ~0\.\d GiB .* but cpu has 0\.1 GiB"):
+        run_experiment(spec, store, root=tmp_path, log=lines.append)
+    assert not any("step " in line for line in lines)  # nothing trained
+    [run] = store.runs("big")
+    assert run["status"] == "failed" and "not training" in run["error"]
