@@ -20,6 +20,10 @@ experiment = Experiment(
     ],
     candidate=QLoRA(r=16, alpha=32, learning_rate=2e-4, epochs=2),
     threshold=0.05,
+    # SmolLM2-135M answers the MMLU slice at chance (0.26 vs 0.25 for always "A"), so 228
+    # questions cannot resolve a 2-point loss: an INCONCLUSIVE regression is reported (summary,
+    # report, recommendation) but does not fail CI. With a larger model, drop this line.
+    allow_inconclusive=("regression",),
     # The cost view prices the device the run was measured on: here a 2-vCPU cloud machine
     # (about 0.10 an hour); on a GPU, pass --harness-gpu-hour-price with its price.
     gpu_hour_price=0.10,

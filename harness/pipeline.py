@@ -175,34 +175,50 @@ class _Scorer:
 
 
 class _Models:
-    """The base model and the candidate, each loaded at most once and only when needed."""
+    """The pristine base model and the candidate, loaded lazily.
+
+    peft attaches adapters in place, to the very model it is given, so training and
+    adapter loading each get their own fresh copy: the base that scores the prompt
+    baselines never carries an adapter.
+    """
 
     def __init__(self, resolved, trust_remote_code: bool):
         self.resolved, self.trust_remote_code = resolved, trust_remote_code
         self._base = None
         self.candidate = None
 
-    def base(self):
+    def _load(self):
         from harness import models
 
+        return models.load_model(self.resolved, quantize=True, trust_remote_code=self.trust_remote_code)
+
+    def base(self):
         if self._base is None:
-            self._base = models.load_model(self.resolved, quantize=True, trust_remote_code=self.trust_remote_code)
+            self._base = self._load()
         return self._base
 
-    def fresh_base(self):
-        """A base model no adapter has been attached to (training wraps the one it is given)."""
-        from harness import models
-
-        if self._base is not None and self.candidate is None:
-            return self._base
-        return models.load_model(self.resolved, quantize=True, trust_remote_code=self.trust_remote_code)
+    def for_training(self):
+        """A copy to attach the adapter to; the scoring copy is released first to bound memory."""
+        self._release_base()
+        return self._load()
 
     def load_adapter(self, adapter_path: str):
         from peft import PeftModel
 
         if self.candidate is None:
-            self.candidate = PeftModel.from_pretrained(self.fresh_base(), adapter_path).eval()
+            self._release_base()
+            self.candidate = PeftModel.from_pretrained(self._load(), adapter_path).eval()
         return self.candidate
+
+    def _release_base(self) -> None:
+        import gc
+
+        import torch
+
+        self._base = None
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
 
 def _named(metric: str, extra: dict) -> dict:
@@ -312,7 +328,7 @@ def _run(experiment: Experiment, store: Store, run_id: str, record: RunRecord, r
                 work_dir = Path(store.path).parent if store.path != ":memory:" else root / ".harness"
             out_dir = Path(work_dir) / "runs" / run_id
             _check_memory(name, resolved, spec, tokenizer, train_rows, log)
-            loaded.candidate, trained = train_mod.train(loaded.fresh_base(), tokenizer, spec, train_rows, val_rows,
+            loaded.candidate, trained = train_mod.train(loaded.for_training(), tokenizer, spec, train_rows, val_rows,
                                                         out_dir, log=log, name=f"{name}: candidate")
             store.cache_adapter(adapter_key, trained.adapter_path, trained.adapter_sha256, trained.summary())
         curves = trained.curves

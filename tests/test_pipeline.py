@@ -46,3 +46,34 @@ def test_a_candidate_that_cannot_fit_fails_before_training(tmp_path, tiny_model_
     assert not any("step " in line for line in lines)  # nothing trained
     [run] = store.runs("big")
     assert run["status"] == "failed" and "not training" in run["error"]
+
+
+def test_baselines_are_scored_on_a_base_that_never_carries_the_adapter(tmp_path, tiny_model_dir):
+    """peft attaches adapters in place; scoring baselines on test after training must still see
+    the untouched base (a bug once made the baselines' test scores those of base + adapter)."""
+    from harness import QLoRA, prompts, scoring
+    from harness.models import ResolvedModel, load_model, load_tokenizer
+    from tiny import write_classification_jsonl
+
+    write_classification_jsonl(tmp_path / "data.jsonl", n=64)
+    (tmp_path / "s.md").write_text("you label news headlines. answer with the label only: 1 or 0.")
+    spec = Experiment(name="clean", data="data.jsonl", model=str(tiny_model_dir), split=(40, 8, 16),
+                      baselines=[baselines.zero_shot("s.md")], regression=None,
+                      candidate=QLoRA(r=8, alpha=16, learning_rate=3e-2, epochs=3, warmup_ratio=0.0))
+    store = Store(tmp_path / "h.duckdb")
+    result = run_experiment(spec, store, root=tmp_path, log=lambda _: None)
+    run_id = store.runs("clean")[0]["run_id"]
+    stored = store.rows("predictions", run_id, approach="zero_shot", split="test")
+    resolved = ResolvedModel("tiny", str(tiny_model_dir), "x")
+    tokenizer = load_tokenizer(resolved)
+    tokenizer.padding_side = "left"
+    system = (tmp_path / "s.md").read_text()
+    samples = {s.input_text: s for s in __import__("harness.data", fromlist=["load"]).load(tmp_path / "data.jsonl").samples}
+    rendered = [scoring.render(tokenizer, prompts.baseline_messages(samples[p["input"]], system, []))
+                for p in stored]
+    fresh = scoring.score_labels(load_model(resolved, quantize=True), tokenizer, rendered, ["0", "1"])
+    assert [p["prediction"] for p in stored] == fresh.predictions
+    candidate = store.rows("predictions", run_id, approach="candidate", split="test")
+    assert [p["prediction"] for p in candidate] != fresh.predictions  # the adapter does change answers
+    assert result.baselines["zero_shot"].metrics["test"]["accuracy"] == \
+        sum(p == s["reference"] for p, s in zip(fresh.predictions, stored)) / len(stored)
