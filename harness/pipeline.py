@@ -406,7 +406,8 @@ def _check_memory(name: str, resolved, spec, tokenizer, train_rows: list[dict], 
     from harness import estimate, models
 
     dev = models.device()
-    longest = max(len(tokenizer.apply_chat_template(r["prompt"] + r["completion"], tokenize=True)) for r in train_rows)
+    longest = max(len(tokenizer(tokenizer.apply_chat_template(r["prompt"] + r["completion"], tokenize=False),
+                                add_special_tokens=False)["input_ids"]) for r in train_rows)
     seq_len = min(longest, spec.max_length)
     need = estimate.estimate(resolved.path, "qlora", spec.batch_size, seq_len, r=spec.r,
                              target_modules=spec.target_modules, compute_dtype="bf16" if dev == "cuda" else "fp32",

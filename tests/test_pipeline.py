@@ -44,6 +44,10 @@ def test_a_candidate_that_cannot_fit_fails_before_training(tmp_path, tiny_model_
     with pytest.raises(ModelError, match=r"big: not training: QLoRA of .* needs ~0\.\d GiB .* but cpu has 0\.1 GiB"):
         run_experiment(spec, store, root=tmp_path, log=lines.append)
     assert not any("step " in line for line in lines)  # nothing trained
+    import re
+
+    tokens = int(re.search(r"batch 8 x (\d+) tokens", store.runs("big")[0]["error"]).group(1))
+    assert 15 <= tokens <= 60  # the longest templated train row, not the length of a dict
     [run] = store.runs("big")
     assert run["status"] == "failed" and "not training" in run["error"]
 
@@ -52,6 +56,7 @@ def test_baselines_are_scored_on_a_base_that_never_carries_the_adapter(tmp_path,
     """peft attaches adapters in place; scoring baselines on test after training must still see
     the untouched base (a bug once made the baselines' test scores those of base + adapter)."""
     from harness import QLoRA, prompts, scoring
+    from harness.data import load as load_data
     from harness.models import ResolvedModel, load_model, load_tokenizer
     from tiny import write_classification_jsonl
 
@@ -68,7 +73,7 @@ def test_baselines_are_scored_on_a_base_that_never_carries_the_adapter(tmp_path,
     tokenizer = load_tokenizer(resolved)
     tokenizer.padding_side = "left"
     system = (tmp_path / "s.md").read_text()
-    samples = {s.input_text: s for s in __import__("harness.data", fromlist=["load"]).load(tmp_path / "data.jsonl").samples}
+    samples = {s.input_text: s for s in load_data(tmp_path / "data.jsonl").samples}
     rendered = [scoring.render(tokenizer, prompts.baseline_messages(samples[p["input"]], system, []))
                 for p in stored]
     fresh = scoring.score_labels(load_model(resolved, quantize=True), tokenizer, rendered, ["0", "1"])
