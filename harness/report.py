@@ -454,7 +454,9 @@ def _approaches(run: dict, metrics: dict, summary: dict) -> dict:
     rows_by_name = {a["approach"]: a for a in run.get("approaches", [])}
     names = [a["approach"] for a in run.get("approaches", []) if a.get("kind") != "candidate"]
     names += [a["approach"] for a in run.get("approaches", []) if a.get("kind") == "candidate"]
-    names += sorted(n for n in metrics if n not in rows_by_name)
+    # metrics of names with no approach row (e.g. the regression suite's "base") only when they
+    # have val/test scores: the suite has its own rows in the gate table
+    names += sorted(n for n in metrics if n not in rows_by_name and {"val", "test"} & set(metrics[n]))
     key = summary["key"]
     metric_names: list[str] = [key] if key else []
     for approach in names:
