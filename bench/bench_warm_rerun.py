@@ -88,10 +88,11 @@ def main() -> None:
         if args.verbose:
             print(cold_out, warm_out, sep="\n")
         for name, out in (("cold", cold_out), ("warm", warm_out)):
-            lines = [l.strip() for l in out.splitlines()
-                     if "[harness]" in l and ("cache" in l or "step " in l and "/" in l and "loss" in l)]
-            print(f"  {name}: {sum('from the cache' in l for l in lines)} scoring steps served from the output "
-                  f"cache, adapter {'reused' if any('reused from the cache' in l for l in lines) else 'trained'}")
+            lines = [line for line in out.splitlines() if "[harness]" in line]
+            cached = sum("outputs from the cache" in line for line in lines)
+            reused = any("adapter reused from the cache" in line for line in lines)
+            print(f"  {name}: {cached} scoring steps served from the output cache; candidate adapter "
+                  f"{'reused from the cache' if reused else 'trained'}")
         summary = re.findall(r"^=+ (.* in [\d.]+s.*) =+$", warm_out, re.M)
         print(f"  pytest outcome: cold exit {cold_rc}, warm exit {warm_rc}"
               f"{' (same)' if cold_rc == warm_rc else ' (DIFFERENT: see --verbose)'}; warm: {summary[-1] if summary else '?'}")
