@@ -4,7 +4,8 @@
 
 writes `reports/index.html` (one row per experiment) and `reports/<experiment>.html` (the
 latest complete run of that experiment: verdict, gates, approaches, uplift interval, loss
-curves, per-example flips, data-quality checks, provenance, and the history of every run).
+curves, the hyperparameter sweep its candidate came from, per-example flips, data-quality
+checks, provenance, and the history of every run).
 
 Everything shown is read back from the store, never from a pipeline's objects in memory,
 so a report can be rebuilt at any time from the file alone. Pages are self-contained
@@ -44,10 +45,12 @@ MAX_CHECK_LINES = 20     # line numbers listed per data-quality check
 
 FINE_TUNE, KEEP_PROMPTING, INCONCLUSIVE_VERDICT = "Fine-tune", "Keep prompting", "Inconclusive"
 
-# Badge classes, one per outcome / verdict / status / check level (fixed strings, never data).
+# Badge classes, one per outcome / verdict / status / check level / sweep-trial state (fixed
+# strings, never data; a trial's FAIL shares the gate outcome's).
 _BADGE = {PASS: "pass", FAIL: "fail", INCONCLUSIVE: "warn", SKIP: "skip",
           FINE_TUNE: "pass", KEEP_PROMPTING: "fail", INCONCLUSIVE_VERDICT: "warn",
           "complete": "pass", "failed": "fail", "running": "skip",
+          "COMPLETE": "pass", "PRUNED": "warn",
           "error": "fail", "warning": "warn", "info": "skip"}
 _OUTCOME_COLOR = {PASS: "#15803d", FAIL: "#b91c1c", INCONCLUSIVE: "#b45309", SKIP: "#6b7280"}
 _SERIES_COLORS = {"train": "#2563eb", "val": "#ea580c"}
@@ -222,7 +225,7 @@ def _load(store: Store) -> dict[str, dict]:
         run["gates"] = gates.get(rid, [])
         run["approaches"] = approaches.get(rid, [])
         out.setdefault(run["experiment"], {"runs": []})["runs"].append(run)
-    for experiment in out.values():
+    for name, experiment in out.items():
         complete = [r for r in experiment["runs"] if r["status"] == "complete"]
         shown = complete[-1] if complete else None
         experiment["shown"] = shown
@@ -231,10 +234,42 @@ def _load(store: Store) -> dict[str, dict]:
             shown["checks"] = store.rows("checks", rid)
             shown["curves"] = store.rows("curves", rid)
             shown["predictions"] = store.rows("predictions", rid, split="test")
+        experiment["sweep"] = _load_sweep(store, name, shown) if shown is not None else None
         latest = experiment["runs"][-1]
         if latest is not shown and latest["status"] == "failed":
             latest["checks"] = store.rows("checks", latest["run_id"])
     return out
+
+
+def _load_sweep(store: Store, experiment: str, run: dict) -> dict | None:
+    """The sweep trials to show beside a run: the study its candidate came from, else the
+    experiment's most recent study (by its last finished trial), else None."""
+    origin = _sweep_origin(run)
+    named = origin.get("study") if isinstance(origin.get("study"), str) else None
+    if named is not None:
+        trials = store.trials(study=named, experiment=experiment)
+        if trials:
+            return {"study": named, "trials": trials, "from_run": True, "named": named,
+                    "run_trial": origin.get("trial")}
+    trials = store.trials(experiment=experiment)
+    if not trials:
+        return None
+    last_finished: dict[str, str] = {}
+    for t in trials:
+        when = str(t.get("finished_at") or t.get("started_at") or "")
+        last_finished[t["study"]] = max(last_finished.get(t["study"], ""), when)
+    study = max(last_finished, key=lambda s: (last_finished[s], s))
+    return {"study": study, "trials": [t for t in trials if t["study"] == study], "from_run": False,
+            "named": named, "run_trial": None}
+
+
+def _sweep_origin(run: dict) -> dict:
+    """The `sweep` entry ({study, trial, params}) of the run's candidate config; {} if it has none."""
+    for a in run.get("approaches", []):
+        config = a.get("config")
+        if a.get("kind") == "candidate" and isinstance(config, dict) and isinstance(config.get("sweep"), dict):
+            return config["sweep"]
+    return {}
 
 
 def _by_run(rows: Iterable[dict]) -> dict[str, list[dict]]:
@@ -410,7 +445,7 @@ def _experiment_context(name: str, data: dict) -> dict:
                            "latest_status": latest["status"], "latest_started": latest["started_at"],
                            "latest_failed": None, "history": _history(runs, shown),
                            "complete_runs": sum(1 for r in runs if r["status"] == "complete"),
-                           "sparkline": None}
+                           "sparkline": None, "sweep": None}
     scores = [_summary(r)["candidate_score"] for r in runs if r["status"] == "complete"]
     if sum(1 for v in scores if _finite(v)) >= 2:  # one point is not a trend
         ctx["sparkline"] = sparkline(scores)
@@ -437,6 +472,7 @@ def _experiment_context(name: str, data: dict) -> dict:
         flips=_flips(shown.get("predictions", []), summary["baseline"], summary["candidate"]),
         checks=_checks(shown.get("checks", [])),
         provenance=_provenance(shown),
+        sweep=_sweep(data["sweep"], summary["key"]) if data.get("sweep") else None,
     )
     ctx["score_svg"] = bar_chart([(a["name"], a["key_test"], a["role"]) for a in ctx["approaches"]["rows"]],
                                  label=f"{summary['key'] or 'key metric'} on test")
@@ -527,13 +563,16 @@ def _curves(rows: list[dict]) -> list[dict]:
         series = [{"label": f"{split} loss", "points": sorted(pts, key=lambda p: (p[0] is None, p[0] or 0)),
                    "color": _SERIES_COLORS.get(split, _PALETTE[i % len(_PALETTE)]), "markers": split != "train"}
                   for i, (split, pts) in enumerate(sorted(splits.items(), key=lambda kv: kv[0] != "train"))]
-        losses = [y for s in series for _, y in s["points"] if _finite(y)]
-        log_y = bool(losses) and min(losses) > 0 and max(losses) / min(losses) >= LOG_SCALE_RATIO
+        log_y = _wants_log_axis([y for s in series for _, y in s["points"] if _finite(y)])
         svg = line_chart(series, x_label="training step", y_label="loss (log scale)" if log_y else "loss",
                          title=f"{approach}: training and validation loss", log_y=log_y,
                          x_marks=_epoch_marks(epochs.get(approach, [])), width=720, height=300)
         charts.append({"approach": approach, "svg": svg})
     return charts
+
+
+def _wants_log_axis(losses: list[float]) -> bool:
+    return bool(losses) and min(losses) > 0 and max(losses) / min(losses) >= LOG_SCALE_RATIO
 
 
 def _epoch_marks(points: list[tuple[float, float]]) -> list[tuple[float, str]]:
@@ -547,6 +586,123 @@ def _epoch_marks(points: list[tuple[float, float]]) -> list[tuple[float, str]]:
     if per_epoch <= 0 or count > 50:
         return []
     return [(round(k * per_epoch), f"epoch {k}") for k in range(1, count + 1) if round(k * per_epoch) <= last]
+
+
+# --- hyperparameter sweep --------------------------------------------------------------------
+
+TRIAL_STATES = ("COMPLETE", "PRUNED", "FAIL")
+_STATE_LABELS = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed"}
+# searched across decades (1e-5 .. 1e-3): on a linear axis every trial but the largest would
+# bunch against the left edge
+LOG_X_PARAMS = {"learning_rate"}
+
+
+def _sweep(found: dict, run_key: str | None) -> dict:
+    """The sweep section: which configuration won, what the sweep cost, and its trials drawn."""
+    trials = [_trial(t) for t in found["trials"]]
+    # every metric the harness scores is better when higher (accuracy, F1, ROUGE, ...), as is the
+    # sweep's objective; ties go to the earlier trial, as Optuna's best_trial does
+    finished = [t for t in trials if t["state"] == "COMPLETE" and t["value"] is not None]
+    best = max(finished, key=lambda t: (t["value"], -t["number"]), default=None)
+    params = _searched_params(trials)
+    for t in trials:
+        t["best"] = t is best
+        t["this_run"] = found["from_run"] and t["number"] == found["run_trial"]
+        t["param_texts"] = [_param_text(t["params"][p]) if p in t["params"] else "—" for p in params]
+    metric = next((t["key_metric"] for t in trials if t["key_metric"]), None) or run_key or "key metric"
+    return {
+        "study": found["study"], "from_run": found["from_run"], "named": found["named"],
+        "run_trial": found["run_trial"], "metric": metric, "count": len(trials),
+        "states": {s: sum(1 for t in trials if t["state"] == s) for s in TRIAL_STATES},
+        "steps": {s: sum(t["steps"] or 0 for t in trials if t["state"] == s) for s in TRIAL_STATES},
+        "steps_total": sum(t["steps"] or 0 for t in trials),
+        "seconds": sum(t["seconds"] or 0 for t in trials),
+        "best": best, "best_params": ", ".join(f"{k}={_param_text(v)}" for k, v in best["params"].items())
+        if best else None,
+        "params": params, "rows": trials,
+        "scatters": [{"param": p, "svg": _sweep_scatter(p, trials, metric)} for p in params],
+        "curves_svg": _sweep_curves(trials),
+    }
+
+
+def _trial(row: dict) -> dict:
+    """One stored trial with every field checked: JSON that isn't the expected shape counts as empty."""
+    params = row.get("params") if isinstance(row.get("params"), dict) else {}
+    curves = row.get("curves") if isinstance(row.get("curves"), list) else []
+    state = str(row.get("state") or "?").upper()
+    return {"number": row.get("number"), "state": state, "state_label": _STATE_LABELS.get(state, state.lower()),
+            "params": {str(k): v for k, v in params.items()}, "key_metric": row.get("key_metric"),
+            "value": _num(row.get("value")), "steps": _num(row.get("steps")), "seconds": _num(row.get("seconds")),
+            "worker": row.get("worker"), "error": row.get("error"),
+            "curves": [c for c in curves if isinstance(c, dict)]}
+
+
+def _searched_params(trials: list[dict]) -> list[str]:
+    """Every setting any trial set, in the order they first appear."""
+    names: list[str] = []
+    for t in trials:
+        names += [k for k in t["params"] if k not in names]
+    return names
+
+
+def _param_text(value: Any) -> str:
+    if isinstance(value, float):
+        return _float_text(value)
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, sort_keys=True, default=str)
+    return str(value)
+
+
+def _trial_kind(trial: dict) -> str:
+    if trial["best"]:
+        return "best"
+    return {"PRUNED": "pruned", "FAIL": "failed"}.get(trial["state"], "complete")
+
+
+def _sweep_scatter(param: str, trials: list[dict], metric: str) -> Markup | None:
+    """The validation score of each trial against one searched setting; failed trials have neither."""
+    tried = [t for t in trials if param in t["params"] and t["state"] != "FAIL"]
+    values = [t["params"][param] for t in tried]
+    numeric = all(_finite(v) for v in values)
+    categories = [] if numeric else sorted({_param_text(v) for v in values})
+    log_x = param in LOG_X_PARAMS and numeric and all(v > 0 for v in values)
+    points = []
+    for t, v in zip(tried, values):
+        kind = _trial_kind(t)
+        outcome = (f"pruned after {fmt_tokens(t['steps'])} steps" if kind == "pruned"
+                   else f"{metric} {fmt_num(t['value'])}")
+        points.append({"x": v if numeric else categories.index(_param_text(v)), "y": t["value"], "kind": kind,
+                       "label": f"trial #{t['number']}: {param}={_param_text(v)}, {outcome}"})
+    return scatter_chart(points, x_label=_short(param, 40) + (" (log scale)" if log_x else ""),
+                         y_label=f"{_short(metric, 24)} on val", title=f"{metric} on val against {param}",
+                         log_x=log_x, categories=categories)
+
+
+def _sweep_curves(trials: list[dict]) -> Markup | None:
+    """Every trial's validation loss on one chart; pruned and failed ones dashed, where they stopped."""
+    series, kinds = [], set()
+    for t in sorted(trials, key=lambda t: t["best"]):  # the best drawn last, on top
+        points = sorted(((c["step"], c.get("loss")) for c in t["curves"]
+                         if c.get("split") == "val" and _finite(c.get("step"))), key=lambda p: p[0])
+        if not points:
+            continue
+        kind = _trial_kind(t)
+        kinds.add(kind)
+        series.append({"label": f"trial #{t['number']} ({t['state_label']})", "points": points,
+                       "color": _TRIAL_COLORS[kind], "markers": True, "dashed": kind in ("pruned", "failed"),
+                       "legend": False})
+    if not series:
+        return None
+    best = next((t for t in trials if t["best"]), None)
+    # one legend entry per kind of line, not per trial: a sweep's dozens of trials would not fit
+    legend = [{"label": f"best (#{best['number']})" if kind == "best" else kind, "points": [],
+               "color": _TRIAL_COLORS[kind], "dashed": kind in ("pruned", "failed")}
+              for kind in ("best", "complete", "pruned", "failed") if kind in kinds]
+    losses = [y for s in series for _, y in s["points"] if _finite(y)]
+    log_y = _wants_log_axis(losses)
+    return line_chart(legend + series, x_label="training step",
+                      y_label="validation loss (log scale)" if log_y else "validation loss",
+                      title="validation loss of every trial", log_y=log_y, width=720, height=300)
 
 
 def _binary(scores: Iterable[float | None]) -> bool:
@@ -834,7 +990,9 @@ def log_ticks(lo: float, hi: float) -> list[float]:
 def line_chart(series: list[dict], *, width: int = 560, height: int = 260, x_label: str = "",
                y_label: str = "", title: str = "", log_y: bool = False,
                x_marks: Sequence[tuple[float, str]] = ()) -> Markup | None:
-    """A line chart: series are {label, points: [(x, y)], color, markers}; NaN/None points break the line.
+    """A line chart: series are {label, points: [(x, y)], color, markers, dashed, legend}; NaN/None
+    points break the line. A series with legend=False has no legend entry, and one with no points
+    is only a legend entry.
 
     log_y puts y on a log axis (points at or below zero are then left out); x_marks are labelled
     vertical lines (epoch ends)."""
@@ -862,32 +1020,19 @@ def line_chart(series: list[dict], *, width: int = 560, height: int = 260, x_lab
 
     out = [f'<svg class="chart" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
            f'role="img" aria-label="{escape(title)}">', f"<title>{escape(title)}</title>"]
-    for t in yt:
-        y = sy(t)
-        text = f"{t:g}" if log_y else _tick_label(t, yt[1] - yt[0])
-        out.append(f'<line x1="{left}" x2="{left + pw}" y1="{_f(y)}" y2="{_f(y)}" class="grid"/>')
-        out.append(f'<text x="{left - 6}" y="{_f(y + 4)}" text-anchor="end" class="tick">{escape(text)}</text>')
+    y_ticks = [(sy(t), f"{t:g}" if log_y else _tick_label(t, yt[1] - yt[0])) for t in yt]
+    x_ticks = [(sx(t), _tick_label(t, xt[1] - xt[0])) for t in xt]
+    out += _axes((left, top, pw, ph), x_ticks, y_ticks, x_label=x_label, y_label=y_label, height=height)
     for x, text in x_marks:
         if _finite(x) and x0 < x <= x1:
             out.append(f'<line x1="{_f(sx(x))}" x2="{_f(sx(x))}" y1="{top}" y2="{top + ph}" class="mark"/>')
             out.append(f'<text x="{_f(sx(x) - 4)}" y="{top + 12}" text-anchor="end" class="mark-label">'
                        f"{escape(text)}</text>")
-    for t in xt:
-        x = sx(t)
-        out.append(f'<line x1="{_f(x)}" x2="{_f(x)}" y1="{top + ph}" y2="{top + ph + 4}" class="axis"/>')
-        out.append(f'<text x="{_f(x)}" y="{top + ph + 17}" text-anchor="middle" class="tick">'
-                   f"{escape(_tick_label(t, xt[1] - xt[0]))}</text>")
-    out.append(f'<line x1="{left}" x2="{left + pw}" y1="{top + ph}" y2="{top + ph}" class="axis"/>')
-    out.append(f'<line x1="{left}" x2="{left}" y1="{top}" y2="{top + ph}" class="axis"/>')
-    if x_label:
-        out.append(f'<text x="{left + pw / 2:.1f}" y="{height - 8}" text-anchor="middle" class="label">'
-                   f"{escape(x_label)}</text>")
-    if y_label:
-        out.append(f'<text x="16" y="{top + ph / 2:.1f}" text-anchor="middle" class="label" '
-                   f'transform="rotate(-90 16 {top + ph / 2:.1f})">{escape(y_label)}</text>')
     legend_x = left
     for i, (s, pts) in enumerate(zip(series, finite)):
         color = _color(s.get("color"), i)
+        # a dashed, faded line: a series that stopped early (a pruned or failed sweep trial)
+        dash = ' stroke-dasharray="5 4" stroke-opacity="0.75"' if s.get("dashed") else ""
         path, pen_up = [], True
         for p in pts:
             if p is None:
@@ -897,19 +1042,154 @@ def line_chart(series: list[dict], *, width: int = 560, height: int = 260, x_lab
             pen_up = False
         if path:
             out.append(f'<path d="{" ".join(path)}" fill="none" stroke="{color}" stroke-width="2" '
-                       f'stroke-linejoin="round"/>')
+                       f'stroke-linejoin="round"{dash}/>')
         drawn = [p for p in pts if p]
         if s.get("markers") or len(drawn) == 1:
             for p in drawn[:200]:
                 out.append(f'<circle cx="{_f(sx(p[0]))}" cy="{_f(sy(p[1]))}" r="3.5" fill="{color}">'
                            f"<title>{escape(s.get('label', ''))}: step {escape(fmt_num(p[0]))}, "
                            f"{escape(fmt_num(p[1], 4))}</title></circle>")
-        label = str(s.get("label", ""))
-        out.append(f'<line x1="{legend_x}" x2="{legend_x + 18}" y1="16" y2="16" stroke="{color}" stroke-width="3"/>')
-        out.append(f'<text x="{legend_x + 23}" y="20" class="legend">{escape(label)}</text>')
-        legend_x += 40 + 7 * len(label)
+        if s.get("legend", True):
+            label = str(s.get("label", ""))
+            out.append(f'<line x1="{legend_x}" x2="{legend_x + 18}" y1="16" y2="16" stroke="{color}" '
+                       f'stroke-width="3"{dash}/>')
+            out.append(f'<text x="{legend_x + 23}" y="20" class="legend">{escape(label)}</text>')
+            legend_x += 40 + 7 * len(label)
     out.append("</svg>")
     return Markup("".join(out))
+
+
+def _axes(box: tuple[float, float, float, float], x_ticks: Sequence[tuple[float, str]],
+          y_ticks: Sequence[tuple[float, str]], *, x_label: str, y_label: str, height: int) -> list[str]:
+    """Grid lines, tick labels, the two axis lines and their labels around a plot box (left, top,
+    width, height); ticks are (pixel position, text)."""
+    left, top, pw, ph = box
+    out = []
+    for y, text in y_ticks:
+        out.append(f'<line x1="{left}" x2="{left + pw}" y1="{_f(y)}" y2="{_f(y)}" class="grid"/>')
+        out.append(f'<text x="{left - 6}" y="{_f(y + 4)}" text-anchor="end" class="tick">{escape(text)}</text>')
+    for x, text in x_ticks:
+        out.append(f'<line x1="{_f(x)}" x2="{_f(x)}" y1="{top + ph}" y2="{top + ph + 4}" class="axis"/>')
+        out.append(f'<text x="{_f(x)}" y="{top + ph + 17}" text-anchor="middle" class="tick">{escape(text)}</text>')
+    out.append(f'<line x1="{left}" x2="{left + pw}" y1="{top + ph}" y2="{top + ph}" class="axis"/>')
+    out.append(f'<line x1="{left}" x2="{left}" y1="{top}" y2="{top + ph}" class="axis"/>')
+    if x_label:
+        out.append(f'<text x="{left + pw / 2:.1f}" y="{height - 8}" text-anchor="middle" class="label">'
+                   f"{escape(x_label)}</text>")
+    if y_label:
+        out.append(f'<text x="16" y="{top + ph / 2:.1f}" text-anchor="middle" class="label" '
+                   f'transform="rotate(-90 16 {top + ph / 2:.1f})">{escape(y_label)}</text>')
+    return out
+
+
+# Trial markers, by kind: the best trial in the candidate's blue, the rest in slate; pruned hollow.
+_TRIAL_COLORS = {"best": "#2563eb", "complete": "#64748b", "pruned": "#94a3b8", "failed": "#dc2626"}
+SCATTER_STRIP = 26   # px under a scatter's plot where pruned trials, which have no score, sit
+SCATTER_PAD = 0.05   # of the score range, added above and below it
+DODGE_PX = 9         # markers on the same spot are set side by side this far apart
+
+
+def scatter_chart(points: list[dict], *, x_label: str = "", y_label: str = "", title: str = "",
+                  log_x: bool = False, categories: Sequence[str] = (), width: int = 330,
+                  height: int = 250) -> Markup | None:
+    """Sweep trials as dots of their score (y) against one setting (x).
+
+    points are {x, y, kind, label} with kind complete | best | pruned. Pruned trials have no score:
+    they sit as hollow rings in a strip under the plot labelled "pruned". The best is a larger dot
+    in a ring. With categories, x is an index into them and the axis names them; log_x puts x on
+    a log axis (x > 0).
+    """
+    log_x = log_x and not categories
+    shown = [p for p in points if _finite(p.get("x")) and (p["x"] > 0 or not log_x)]
+    if not shown:
+        return None
+    pruned = [p for p in shown if p.get("kind") == "pruned"]
+    scored = [p for p in shown if p.get("kind") != "pruned" and _finite(p.get("y"))]
+    left, right, top, bottom = 62, 30, 30, 46
+    strip = SCATTER_STRIP if pruned else 0
+    pw, ph = width - left - right, height - top - bottom - strip
+    xs = [p["x"] for p in shown]
+    if categories:
+        lo, hi = -0.5, len(categories) - 0.5
+        xt = [(float(i), _short(str(c), 12)) for i, c in enumerate(categories)]
+    elif log_x:
+        ticks = log_ticks(min(xs), max(xs))
+        lo, hi, xt = ticks[0], ticks[-1], [(t, _float_text(t)) for t in ticks]
+    else:
+        ticks = nice_ticks(min(xs), max(xs), 5)
+        lo, hi, xt = ticks[0], ticks[-1], [(t, _tick_label(t, ticks[1] - ticks[0])) for t in ticks]
+    if scored:  # a little room above and below, so no dot sits on the plot's edge or the pruned strip
+        lo_y, hi_y = min(p["y"] for p in scored), max(p["y"] for p in scored)
+        pad = (hi_y - lo_y) * SCATTER_PAD
+        yt = nice_ticks(lo_y - pad, hi_y + pad, 4)
+    else:
+        yt = [0.0, 1.0]
+    fx = math.log10 if log_x else (lambda v: v)
+
+    def sx(x):
+        return left + (fx(x) - fx(lo)) / (fx(hi) - fx(lo)) * pw
+
+    def sy(y):
+        return top + ph - (y - yt[0]) / (yt[-1] - yt[0]) * ph
+
+    out = [f'<svg class="scatter" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
+           f'role="img" aria-label="{escape(title)}">', f"<title>{escape(title)}</title>"]
+    out += _axes((left, top, pw, ph + strip), [(sx(x), text) for x, text in xt],
+                 [(sy(t), _tick_label(t, yt[1] - yt[0])) for t in yt], x_label=x_label, y_label=y_label,
+                 height=height)
+    strip_y = top + ph + strip / 2 + 2
+    if pruned:
+        out.append(f'<text x="{left - 6}" y="{_f(strip_y + 4)}" text-anchor="end" class="tick">pruned</text>')
+    spots = [(p, sx(p["x"]), strip_y if p.get("kind") == "pruned" else sy(p["y"])) for p in scored + pruned]
+    nudges = _dodge([(round(x), round(y)) for _, x, y in spots])
+    # the best last, so no other marker covers it
+    for (p, x, y), dx in sorted(zip(spots, nudges), key=lambda s: s[0][0].get("kind") == "best"):
+        out.append(_dot(p.get("kind", "complete"), x + dx, y, cls="pt", title=str(p.get("label", ""))))
+    legend_x = left
+    drawn = {p.get("kind") for p in scored + pruned}
+    for kind, text in (("complete", "complete"), ("best", "best trial"), ("pruned", "pruned")):
+        if kind not in drawn:
+            continue
+        out.append(_dot(kind, legend_x + 6, 14, cls="key"))
+        out.append(f'<text x="{legend_x + 18}" y="18" class="legend">{text}</text>')
+        legend_x += 30 + 7 * len(text)
+    out.append("</svg>")
+    return Markup("".join(out))
+
+
+def _dot(kind: str, x: float, y: float, *, cls: str, title: str = "") -> str:
+    """One trial marker: a filled dot, a hollow ring (pruned), or a bigger ringed dot (the best)."""
+    color = _TRIAL_COLORS.get(kind, _TRIAL_COLORS["complete"])
+    tip = f"<title>{escape(title)}</title>" if title else ""
+    if kind == "pruned":
+        return (f'<circle class="{cls} pruned" cx="{_f(x)}" cy="{_f(y)}" r="4" fill="#fff" stroke="{color}" '
+                f'stroke-width="1.5">{tip}</circle>')
+    if kind == "best":
+        return (f'<circle cx="{_f(x)}" cy="{_f(y)}" r="8.5" fill="none" stroke="{color}" stroke-width="1.5"/>'
+                f'<circle class="{cls} best" cx="{_f(x)}" cy="{_f(y)}" r="5" fill="{color}">{tip}</circle>')
+    return f'<circle class="{cls} complete" cx="{_f(x)}" cy="{_f(y)}" r="4" fill="{color}">{tip}</circle>'
+
+
+def _dodge(spots: Sequence[Any]) -> list[float]:
+    """Horizontal offsets (px) that set side by side the markers sharing a spot, centred on it."""
+    totals: dict[Any, int] = {}
+    for spot in spots:
+        totals[spot] = totals.get(spot, 0) + 1
+    seen: dict[Any, int] = {}
+    offsets = []
+    for spot in spots:
+        i = seen.get(spot, 0)
+        seen[spot] = i + 1
+        offsets.append((i - (totals[spot] - 1) / 2) * DODGE_PX)
+    return offsets
+
+
+def _float_text(x: float) -> str:
+    """A float as people write learning rates: 0.05, 2, 1e-4, 2.5e-5 (not 0.0001 or 1e-04)."""
+    if x == 0 or 0.01 <= abs(x) < 1e5:
+        return f"{x:.6g}"
+    mantissa, exponent = f"{x:.5e}".split("e")
+    return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
 
 
 def _color(value: Any, i: int) -> str:

@@ -5,11 +5,13 @@ import base64
 import hashlib
 import math
 import re
+from datetime import datetime, timedelta
 
 import pytest
 
-from harness.report import (ReportError, _config_view, _curves, _epoch_marks, _safe_path, interval_chart,
-                            line_chart, log_ticks, nice_ticks, sparkline, verdict, write_reports)
+from harness.report import (ReportError, _config_view, _curves, _epoch_marks, _float_text, _safe_path,
+                            interval_chart,
+                            line_chart, log_ticks, nice_ticks, scatter_chart, sparkline, verdict, write_reports)
 from harness.store import RunRecord, Store
 
 # Hostile text planted in the synthetic store (model outputs and data rows are untrusted). Each one,
@@ -35,7 +37,7 @@ def _provenance() -> dict:
 
 
 def _record(*, candidate_right: list[int], baseline_right: list[int], outcome: str, data_sha: str,
-            hostile: bool = False) -> RunRecord:
+            hostile: bool = False, sweep: dict | None = None) -> RunRecord:
     n = len(candidate_right)
     cand_acc, base_acc = sum(candidate_right) / n, sum(baseline_right) / n
     uplift = (cand_acc - base_acc) / base_acc
@@ -55,7 +57,8 @@ def _record(*, candidate_right: list[int], baseline_right: list[int], outcome: s
         checks=[{"name": "duplicates", "level": "warning", "message": "2 duplicate rows", "lines": [3, 7]},
                 {"name": "label_balance", "level": "info", "message": "60/40", "lines": []}],
         approaches=[
-            {"approach": "candidate", "kind": "candidate", "config": {"r": 16, "steps": 60, "device": "cpu"},
+            {"approach": "candidate", "kind": "candidate",
+             "config": {"r": 16, "steps": 60, "device": "cpu", **({"sweep": sweep} if sweep else {})},
              "prompt_tokens": 41.0, "latency_p50_ms": 31.0, "latency_p95_ms": 55.0, "train_seconds": 192.5,
              "adapter_path": JS_URL if hostile else "runs/x/adapter", "adapter_sha256": "ab" * 32},
             {"approach": "zero_shot", "kind": "baseline",
@@ -101,11 +104,56 @@ def _record(*, candidate_right: list[int], baseline_right: list[int], outcome: s
     )
 
 
+SWEEP_STUDY = "sarcasm-3f2a9c"
+SWEEP_BEST = 2   # the trial with the highest validation accuracy, and the one the fine-tune run used
+T0 = datetime(2025, 3, 1, 9, 0)
+
+
+def _trial(study: str, experiment: str, number: int, state: str, params: dict, value: float | None,
+           val_losses: list[tuple[int, float]], *, seconds: float = 60.0, worker: str = "gpu-1:4242",
+           error: str | None = None) -> dict:
+    steps = max((s for s, _ in val_losses), default=0)
+    return {"study": study, "experiment": experiment, "number": number, "state": state, "params": params,
+            "key_metric": "accuracy", "value": value,
+            "val_metrics": {"accuracy": value} if value is not None else {},
+            "curves": [{"step": s, "epoch": s / 30, "split": "val", "loss": loss} for s, loss in val_losses]
+            + [{"step": s, "epoch": s / 30, "split": "train", "loss": loss + 0.1} for s, loss in val_losses],
+            "steps": steps, "adapter_path": f"runs/{study}/trial-{number}" if state == "COMPLETE" else None,
+            "adapter_sha256": None, "seconds": seconds, "worker": worker,
+            "started_at": T0 + timedelta(minutes=2 * number),
+            "finished_at": T0 + timedelta(minutes=2 * number, seconds=seconds), "error": error}
+
+
+def _sweep_trials() -> list[dict]:
+    """sarcasm's sweep: three complete trials, two pruned, one failed, hostile text in a param
+    value, a worker name and an error; headlines.v2: two studies, neither its candidate's."""
+    full = [(20, 1.2), (40, 0.9), (60, 0.8)]
+    cosine = "cosine"
+    return [
+        _trial(SWEEP_STUDY, "sarcasm", 0, "COMPLETE", {"r": 8, "learning_rate": 1e-4, "lr_scheduler": cosine},
+               0.70, full, seconds=190.0),
+        _trial(SWEEP_STUDY, "sarcasm", 1, "PRUNED", {"r": 16, "learning_rate": 2e-5, "lr_scheduler": cosine},
+               None, [(20, 1.9)], seconds=64.0),
+        _trial(SWEEP_STUDY, "sarcasm", SWEEP_BEST, "COMPLETE",
+               {"r": 16, "learning_rate": 2e-4, "lr_scheduler": cosine}, 0.80, [(20, 1.0), (40, 0.7), (60, 0.6)],
+               seconds=192.5),
+        _trial(SWEEP_STUDY, "sarcasm", 3, "FAIL", {"r": 64, "learning_rate": 1e-3, "lr_scheduler": cosine},
+               None, [], seconds=3.0, worker=ATTR_XSS, error=f"OutOfMemoryError: CUDA out of memory {CLOSE_SCRIPT}"),
+        _trial(SWEEP_STUDY, "sarcasm", 4, "PRUNED", {"r": 8, "learning_rate": 5e-5, "lr_scheduler": XSS},
+               None, [(20, 2.1), (40, 1.8)], seconds=120.0),
+        _trial(SWEEP_STUDY, "sarcasm", 5, "COMPLETE", {"r": 32, "learning_rate": 5e-4, "lr_scheduler": XSS},
+               0.75, [(20, 1.1), (40, 0.8), (60, 0.9)], seconds=188.0),
+        _trial("headlines.v2-old", "headlines.v2", 0, "COMPLETE", {"r": 8}, 0.6, [(10, 1.0)]),
+        _trial("headlines.v2-new", "headlines.v2", 7, "COMPLETE", {"alpha": 16}, 0.7, [(10, 0.9)]),
+    ]
+
+
 def build_store(path) -> tuple[Store, tuple[str, str, str]]:
     """The synthetic store every report test reads (tests/test_report_browser.py too).
 
-    sarcasm: a run that keeps prompting, a failed run, then a fine-tune run full of hostile text;
-    headlines.v2: an inconclusive rule; baselines-only: no candidate, the rule skipped.
+    sarcasm: a run that keeps prompting, a failed run, then a fine-tune run full of hostile text
+    whose candidate is the best trial of a sweep; headlines.v2: an inconclusive rule, and sweep
+    trials its candidate did not come from; baselines-only: no candidate, the rule skipped, no sweep.
     Returns the store and the three sarcasm run ids, oldest first.
     """
     store = Store(path)
@@ -120,7 +168,10 @@ def build_store(path) -> tuple[Store, tuple[str, str, str]]:
     second = store.start_run("sarcasm", spec_file="experiments/test_sarcasm.py", config=_config(lr=1e-4),
                              provenance=_provenance())
     store.finish_run(second, _record(candidate_right=[0, 1, 1, 1, 1, 1, 1, 1], baseline_right=[1, 0, 0, 1, 0, 1, 1, 0],
-                                     outcome="PASS", data_sha="22" * 32, hostile=True))
+                                     outcome="PASS", data_sha="22" * 32, hostile=True,
+                                     sweep={"study": SWEEP_STUDY, "trial": SWEEP_BEST,
+                                            "params": {"r": 16, "learning_rate": 2e-4, "lr_scheduler": "cosine"}}))
+    store.record_trials(_sweep_trials())
     # a second experiment whose rule is inconclusive
     other = store.start_run("headlines.v2", spec_file=None, config=_config(), provenance=None)
     store.finish_run(other, _record(candidate_right=[1, 0, 1, 1], baseline_right=[1, 0, 1, 0],
@@ -325,3 +376,79 @@ def test_interval_chart_labels():
         assert f">{text}<" in svg
     compact = str(interval_chart(0.589, 0.432, 0.767, 0.05, True, "PASS", compact=True))
     assert 'class="interval compact"' in compact and "<text" not in compact
+
+
+def _sweep_section(page: str) -> str:
+    return page.split('<h2 id="sweep">', 1)[1].split('<h2 id="flips">', 1)[0]
+
+
+def test_sweep_section(reports):
+    page = reports["sarcasm"]
+    assert '<a href="#sweep">sweep</a>' in page
+    section = _sweep_section(page)
+    # the one-line summary: counts by state, the winner with its settings and score, the cost
+    summary = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", section.split("</p>", 1)[0]))
+    assert "6 trials (3 complete, 2 pruned, 1 failed)" in summary
+    assert f"best trial #{SWEEP_BEST} (r=16, learning_rate=2e-4, lr_scheduler=cosine): accuracy on val 0.800" \
+        in summary
+    assert "12m 37s of trial time" in summary  # 190 + 64 + 192.5 + 3 + 120 + 188 = 757.5 s
+    assert "240 optimizer steps (180 in complete trials, 60 in pruned" in summary and "0 in failed" in summary
+    assert f"Optuna study <code>{SWEEP_STUDY}</code>" in section and f"came from it (trial #{SWEEP_BEST})" in section
+    # one scatter per searched setting, each with the best trial ringed and the pruned in their strip
+    assert section.count('<svg class="scatter"') == 3
+    for param in ("r", "learning_rate", "lr_scheduler"):
+        assert f"<h3>{param}</h3>" in section
+    assert section.count('class="pt best"') == 3 and section.count('class="pt pruned"') == 6
+    assert section.count('class="pt complete"') == 6  # the failed trial has no dot
+    assert "learning_rate (log scale)" in section and ">1e-4<" in section
+    # every trial's validation loss on one chart: the two pruned ones dashed
+    curves = section.split('id="sweep-curves"', 1)[1].split("</svg>", 1)[0]
+    assert curves.count('stroke-dasharray="5 4"') == 2 + 1  # two pruned lines and their legend entry
+    assert "validation loss" in curves and f"best (#{SWEEP_BEST})" in curves
+    # the table: one row per trial, the best marked, the failed trial's error under its row
+    table = section.split('<table id="sweep-table">', 1)[1].split("</table>", 1)[0]
+    rows = re.findall(r'<tr class="([^"]*)" data-state="(\w+)">\s*<td class="num">#(\d+)', table)
+    assert [(int(n), state) for _, state, n in rows] == [(0, "COMPLETE"), (1, "PRUNED"), (2, "COMPLETE"),
+                                                         (3, "FAIL"), (4, "PRUNED"), (5, "COMPLETE")]
+    assert [int(n) for cls, _, n in rows if "best" in cls] == [SWEEP_BEST]
+    assert f'#{SWEEP_BEST} <span class="tag">best</span> <span class="tag">this run</span>' in table
+    assert table.count('class="trial-error"') == 1 and "CUDA out of memory" in table
+    assert "3m 12s" in table and "gpu-1:4242" in table and ">2e-5<" in table and ">failed</span>" in table
+
+
+def test_sweep_not_from_the_shown_run(reports):
+    # headlines.v2's candidate names no study: its most recent one is shown, saying so
+    section = _sweep_section(reports["other"])
+    assert "Optuna study <code>headlines.v2-new</code>" in section and "headlines.v2-old" not in section
+    assert "did not come from this sweep" in section and "this run</span>" not in section
+    assert "1 trial</strong> (1 complete, 0 pruned, 0 failed)" in section
+
+
+def test_no_trials_no_sweep_section(reports):
+    page = reports["bare"]
+    assert 'id="sweep"' not in page and "#sweep" not in page and "Hyperparameter sweep" not in page
+
+
+def test_sweep_hostile_text_is_escaped(reports):
+    section = _sweep_section(reports["sarcasm"])
+    assert "<script" not in section and "<img" not in section
+    assert "OutOfMemoryError: CUDA out of memory &lt;/script&gt;&lt;script&gt;document.title=&#39;PWNED&#39;" \
+        in section  # the failed trial's error
+    assert '<td class="param mono">&lt;script&gt;document.title=&#39;PWNED&#39;;alert(1)&lt;/script&gt;</td>' \
+        in section  # a param value, in the table
+    assert ">&lt;script&gt;doc…<" in section  # the same value as a category on its scatter's axis
+    assert "&#34;&gt;&lt;img src=x id=pwned onerror=alert(1)&gt;" in section  # the worker
+
+
+def test_scatter_chart():
+    assert scatter_chart([]) is None
+    assert scatter_chart([{"x": float("nan"), "y": 0.5, "kind": "complete"}]) is None
+    # only pruned trials: no scores, still a chart of where they were
+    svg = str(scatter_chart([{"x": 1, "y": None, "kind": "pruned", "label": "<b>"}], title="t"))
+    assert 'class="pt pruned"' in svg and ">pruned<" in svg and "&lt;b&gt;" in svg and "<b>" not in svg
+    # two trials on the same spot are set side by side, not one on the other
+    svg = str(scatter_chart([{"x": 8, "y": 0.7, "kind": "complete"}, {"x": 8, "y": 0.7, "kind": "complete"}]))
+    assert len(set(re.findall(r'class="pt complete" cx="([\d.]+)"', svg))) == 2
+    assert ">pruned<" not in svg  # no strip without pruned trials
+    assert [_float_text(x) for x in (1e-4, 2.5e-5, 0.001, 0.05, 2.0, 0.0)] == \
+        ["1e-4", "2.5e-5", "1e-3", "0.05", "2", "0"]

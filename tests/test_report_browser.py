@@ -279,12 +279,22 @@ EXPERIMENT_PROBE = """(() => {
     gates: qa('#gate-table tbody tr').map(r => [text(r.cells[0]), text(r.cells[1])]),
     interval: size(q('svg.interval')),
     interval_texts: qa('svg.interval text').map(text),
-    loss: size(q('svg.chart')), loss_paths: qa('svg.chart path').length,
-    loss_texts: qa('svg.chart text').map(text),
+    loss: size(q('#loss-charts svg.chart')), loss_paths: qa('#loss-charts svg.chart path').length,
+    loss_texts: qa('#loss-charts svg.chart text').map(text),
     bars: size(q('svg.bars')),
     configs_open: qa('#approach-table details[open]').length, configs: qa('#approach-table details').length,
     flips: qa('#flips tbody tr').length,
     scripts: qa('script').length,
+    sweep: q('#sweep') ? {
+      summary: text(q('#sweep-summary p')),
+      trials: qa('#sweep-table tbody tr[data-state]').map(r => [text(r.cells[0]), r.dataset.state, r.className]),
+      errors: qa('#sweep-table tr.trial-error').map(text),
+      scatters: qa('#sweep-scatters svg.scatter').map(size),
+      best_dots: qa('#sweep-scatters circle.pt.best').length,
+      pruned_dots: qa('#sweep-scatters circle.pt.pruned').map(c => getComputedStyle(c).fill),
+      curves: size(q('#sweep-curves svg.chart')),
+      dashed: qa('#sweep-curves path[stroke-dasharray]').length,
+    } : null,
   };
 })()"""
 
@@ -369,7 +379,27 @@ def test_experiment_page_renders(browser, pages, tmp_path):
     assert dom["configs"] >= 3 and dom["configs_open"] == 0  # long configs start collapsed
     assert dom["flips"] == 5 and dom["scripts"] == 1
     assert page.evaluate("document.getElementById('flip-count').textContent") == "5 of 5 shown"  # the script ran
+    # the sweep: who won and what it cost, in one line; a scatter per setting; every trial's loss
+    sweep = dom["sweep"]
+    assert sweep["summary"].startswith("6 trials (3 complete, 2 pruned, 1 failed) · best trial #2 (r=16, ")
+    assert [state for _, state, _ in sweep["trials"]] == ["COMPLETE", "PRUNED", "COMPLETE", "FAIL", "PRUNED",
+                                                          "COMPLETE"]
+    assert [number for number, _, cls in sweep["trials"] if "best" in cls] == ["#2 best this run"]
+    assert len(sweep["errors"]) == 1 and "CUDA out of memory </script><script>" in sweep["errors"][0]
+    assert len(sweep["scatters"]) == 3 and all(w >= 300 and h >= 200 for w, h in sweep["scatters"])
+    assert sweep["best_dots"] == 3 and set(sweep["pruned_dots"]) == {"rgb(255, 255, 255)"}  # pruned: hollow
+    assert sweep["curves"][0] >= 500 and sweep["dashed"] == 2  # the two pruned trials
     _keep_screenshot(page, tmp_path, "synthetic-sarcasm")
+
+
+def test_sweep_section_only_where_there_are_trials(browser, pages):
+    page = browser.open(pages / "headlines.v2.html")
+    _assert_quiet(page)
+    sweep = page.evaluate(EXPERIMENT_PROBE)["sweep"]
+    assert "did not come from this sweep" in page.evaluate("document.getElementById('sweep-summary').textContent")
+    assert [state for _, state, _ in sweep["trials"]] == ["COMPLETE"] and len(sweep["scatters"]) == 1
+    page = browser.open(pages / "baselines-only.html")
+    assert page.evaluate(EXPERIMENT_PROBE)["sweep"] is None
 
 
 def test_index_page_renders(browser, pages, tmp_path):
