@@ -8,6 +8,9 @@
     harness estimate [MODEL ...] [--method qlora|lora|full|all]
                                                  memory needed to fine-tune, checked against this machine
     harness export EXPERIMENT OUT_DIR [--force]  merge the gated winner's adapter into its base model
+    harness sweep SPEC [--experiment NAME] [--storage URL] [--trials N]
+                                                 run (or join) the spec's hyperparameter sweep as a worker
+    harness trials [EXPERIMENT] [--store PATH]   list sweep trials: parameters, state, val metric, cost
 
 A user's mistake ends with one line on stderr and exit status 2, never a traceback.
 """
@@ -22,7 +25,6 @@ from harness.store import DEFAULT_PATH
 
 def _report(args) -> int:
     from harness.report import write_reports
-    from harness.store import Store
 
     pages = write_reports(_open(args.store), args.out, gpu_hour_price=args.gpu_hour_price, calls=args.calls)
     for page in pages:
@@ -47,6 +49,62 @@ def _export(args) -> int:
     result = export(_open(args.store), args.experiment, args.out_dir, force=args.force, sample=args.sample,
                     base=args.base, dtype=args.dtype, log=lambda m: print(f"harness: {m}", file=sys.stderr))
     print(result.out_dir)
+    return 0
+
+
+def load_experiments(spec_path: str, root: str = "."):
+    """The Experiments a spec file declares, imported the way pytest would (by path)."""
+    import importlib.util
+    from pathlib import Path
+
+    from harness.experiment import Experiment
+
+    path = Path(spec_path)
+    if not path.is_file():
+        raise HarnessError(f"spec file {spec_path} not found")
+    module_spec = importlib.util.spec_from_file_location(f"harness_spec_{path.stem}", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    found = [v for v in vars(module).values() if isinstance(v, Experiment)]
+    relative = str(path.resolve().relative_to(Path(root).resolve())) \
+        if path.resolve().is_relative_to(Path(root).resolve()) else str(path)
+    for experiment in found:
+        object.__setattr__(experiment, "spec_file", relative)
+    return found
+
+
+def _sweep(args) -> int:
+    from harness.pipeline import run_sweep
+
+    experiments = [e for e in load_experiments(args.spec, args.root) if e.sweep is not None
+                   and (args.experiment is None or e.name == args.experiment)]
+    if not experiments:
+        which = f"an experiment named {args.experiment!r} with" if args.experiment else "an Experiment with"
+        raise HarnessError(f"{args.spec} declares no {which} sweep=Sweep(...)")
+    from harness.store import Store
+
+    store = Store(args.store)  # a sweep may be the first thing recorded
+    for experiment in experiments:
+        study = run_sweep(experiment, store, root=args.root, storage=args.storage, trials=args.trials,
+                          log=lambda m: print(f"harness: {m}", file=sys.stderr))
+        best = study.best_trial if any(t.state.name == "COMPLETE" for t in study.trials) else None
+        print(f"{experiment.name}: study {study.study_name}: {len(study.trials)} trials; "
+              + (f"best #{best.number} {best.value:.4f} {best.params}" if best else "no complete trial"))
+    return 0
+
+
+def _trials(args) -> int:
+    store = _open(args.store)
+    trials = store.trials(experiment=args.experiment)
+    if not trials:
+        print("no sweep trials recorded" + (f" for {args.experiment!r}" if args.experiment else ""))
+        return 0
+    for t in trials:
+        params = " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in (t["params"] or {}).items())
+        value = f"{t['key_metric']} {t['value']:.4f}" if t["value"] is not None else "-"
+        seconds = f"{t['seconds']:.0f}s" if t["seconds"] is not None else "-"
+        print(f"{t['study']}  #{t['number']:<3} {t['state']:<8} {value:<18} {t['steps'] or 0:>5} steps {seconds:>7}  "
+              f"{params}" + (f"  ({t['error']})" if t["error"] else ""))
     return 0
 
 
@@ -252,7 +310,24 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--dtype", choices=["float32", "bfloat16", "float16"],
                      help="dtype of the merged weights (default: the training compute dtype)")
     exp.set_defaults(func=_export)
+    _add_sweep_commands(sub)
     return parser
+
+
+def _add_sweep_commands(sub) -> None:
+    sweep = sub.add_parser("sweep", help="run or join a spec's hyperparameter sweep (an Optuna study) as one worker")
+    sweep.add_argument("spec", help="spec file, e.g. experiments/test_sarcasm.py")
+    sweep.add_argument("--experiment", help="only this experiment of the spec")
+    sweep.add_argument("--store", default=DEFAULT_PATH, help=f"DuckDB store (default {DEFAULT_PATH})")
+    sweep.add_argument("--storage", help="Optuna storage URL shared by workers, e.g. postgresql://user:pw@host/db "
+                                         "(default: a journal file beside the store)")
+    sweep.add_argument("--trials", type=int, help="trial budget (complete + pruned; default: the spec's)")
+    sweep.add_argument("--root", default=".", help="project root the spec's paths are relative to (default .)")
+    sweep.set_defaults(func=_sweep)
+    trials = sub.add_parser("trials", help="list sweep trials with their parameters, state, val metric and cost")
+    trials.add_argument("experiment", nargs="?", help="only this experiment")
+    trials.add_argument("--store", default=DEFAULT_PATH, help=f"DuckDB store (default {DEFAULT_PATH})")
+    trials.set_defaults(func=_trials)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -84,6 +84,113 @@ class QLoRA:
         return asdict(self)
 
 
+_SEARCHABLE = ("r", "alpha", "dropout", "learning_rate", "epochs", "batch_size", "gradient_accumulation_steps",
+               "warmup_ratio", "weight_decay", "lr_scheduler", "max_length", "evals_per_epoch",
+               "early_stopping_patience")
+_LOG_SCALE = ("learning_rate", "weight_decay")
+_TIED_ALPHA = re.compile(r"^(\d+(?:\.\d+)?)r$")  # "2r": alpha = 2 x rank
+
+
+class Sweep:
+    """A hyperparameter search over the candidate's QLoRA fields (an Optuna study, harness/sweep.py).
+
+        Sweep(r=[4, 8, 16, 32], learning_rate=(1e-5, 5e-4), epochs=(1, 5), trials=12)
+
+    A list is a set of choices; a (low, high) tuple is a range (integers when both ends are
+    integers; log scale for learning_rate and weight_decay). Fields not named keep the
+    candidate's value; a plain value sets a field for every trial (evals_per_epoch=2 gives
+    the pruner more evaluations to act on). alpha is held fixed by default: with LoRA's alpha/r scaling the best
+    learning rate barely moves with rank; alpha="2r" ties it to the rank, a list or range
+    searches it. `space` is the define-by-run form: a function of an Optuna trial returning
+    a dict of QLoRA fields, for anything the keyword form cannot say.
+
+    The objective is the key metric on the validation split (never test). A pruner ("median",
+    or None, or any optuna pruner) stops a trial whose validation loss trails the others at
+    the same step. `trials` counts complete and pruned trials; failed ones are retried.
+    """
+
+    def __init__(self, *, trials: int = 12, seed: int = 0, pruner: Any = "median", space: Any = None,
+                 alpha: Any = None, **params: Any):
+        _refuse_unknown("Sweep", params, list(_SEARCHABLE), {"rank": "r", "lr": "learning_rate",
+                                                             "num_train_epochs": "epochs"})
+        if not isinstance(trials, int) or trials < 1:
+            raise SpecError(f"Sweep: trials must be a positive integer (got {trials!r})")
+        if space is not None and not callable(space):
+            raise SpecError(f"Sweep: space must be a function of an optuna Trial returning a dict (got {space!r})")
+        if isinstance(pruner, str) and pruner not in ("median", "none"):
+            raise SpecError(f"Sweep: pruner must be 'median', None or an optuna pruner (got {pruner!r})")
+        if alpha is not None:
+            if isinstance(alpha, str) and not _TIED_ALPHA.match(alpha):
+                raise SpecError(f"Sweep: alpha must be a number, a list, a (low, high) range or tied to the rank "
+                                f"like \"2r\" (got {alpha!r})")
+            if not isinstance(alpha, str):
+                params["alpha"] = alpha
+        for name, values in params.items():
+            if isinstance(values, list):
+                if not values:
+                    raise SpecError(f"Sweep: {name} has an empty list of choices")
+            elif isinstance(values, tuple):
+                if len(values) != 2 or not all(isinstance(v, (int, float)) for v in values) or values[0] >= values[1]:
+                    raise SpecError(f"Sweep: {name} range must be (low, high) with low < high (got {values!r})")
+                if name in _LOG_SCALE and values[0] <= 0:
+                    raise SpecError(f"Sweep: {name} is searched on a log scale, so its range must be above 0 "
+                                    f"(got {values!r})")
+            elif not isinstance(values, (int, float, str)):
+                raise SpecError(f"Sweep: {name} must be a value, a list of choices or a (low, high) range "
+                                f"(got {values!r})")
+        if not params and space is None:
+            raise SpecError("Sweep: nothing to search; give ranges or choices, e.g. Sweep(r=[8, 16], "
+                            "learning_rate=(1e-5, 5e-4)), or space=a function of an optuna trial")
+        self.trials, self.seed, self.pruner, self.space = trials, seed, pruner, space
+        self.alpha = alpha if isinstance(alpha, str) else None  # tied to rank; else it is in params
+        self.params = params
+
+    def suggest(self, trial) -> dict:
+        """This trial's QLoRA fields, drawn through the Optuna trial (so the sampler learns)."""
+        chosen = {}
+        for name, values in self.params.items():
+            if isinstance(values, list):
+                chosen[name] = trial.suggest_categorical(name, values)
+            elif isinstance(values, tuple):
+                low, high = values
+                if isinstance(low, int) and isinstance(high, int) and name not in _LOG_SCALE:
+                    chosen[name] = trial.suggest_int(name, low, high)
+                else:
+                    chosen[name] = trial.suggest_float(name, low, high, log=name in _LOG_SCALE)
+            else:
+                chosen[name] = values
+        if self.space is not None:
+            extra = self.space(trial)
+            if not isinstance(extra, dict):
+                raise SpecError(f"Sweep: space must return a dict of QLoRA fields (got {type(extra).__name__})")
+            _refuse_unknown("Sweep space result", extra, [f.name for f in fields(QLoRA)])
+            chosen.update(extra)
+        if self.alpha is not None:
+            factor = float(_TIED_ALPHA.match(self.alpha).group(1))
+            chosen["alpha"] = int(round(factor * chosen.get("r", 0))) or None
+        return {k: v for k, v in chosen.items() if v is not None}
+
+    def config(self) -> dict:
+        """A JSON-able view; with the data and model hashes it names the study."""
+        def plain(v):
+            return {"choices": v} if isinstance(v, list) else {"range": list(v)} if isinstance(v, tuple) else v
+
+        space = None
+        if self.space is not None:
+            import inspect
+
+            try:
+                space = inspect.getsource(self.space).strip()
+            except (OSError, TypeError):
+                space = getattr(self.space, "__qualname__", repr(self.space))
+        pruner = self.pruner if isinstance(self.pruner, str) or self.pruner is None else type(self.pruner).__name__
+        return {"params": {k: plain(v) for k, v in self.params.items()}, "alpha": self.alpha, "space": space,
+                "trials": self.trials, "seed": self.seed, "pruner": pruner}
+
+    def __repr__(self) -> str:
+        return f"Sweep({self.config()})"
+
+
 @dataclass(frozen=True)
 class Experiment:
     """One question: does `candidate` beat the best of `baselines` on `data`, by `threshold`?
@@ -105,6 +212,8 @@ class Experiment:
     gpu_hour_price, calls: price per device-hour and call volume for the cost view (the command
         line's --harness-gpu-hour-price / --harness-calls win over these).
     knowledge_task: the task needs facts the model may lack (the recommendation weighs retrieval).
+    sweep: a Sweep over the candidate's settings; run with `pytest --sweep` or `harness sweep`,
+        and its best trial becomes the candidate (also later, without --sweep).
     """
 
     name: str
@@ -113,6 +222,7 @@ class Experiment:
     metric: str = "accuracy"
     baselines: tuple[Baseline, ...] = ()
     candidate: QLoRA | None = None
+    sweep: Sweep | None = None
     task: str | None = None
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)
     threshold: float = 0.05
@@ -170,6 +280,11 @@ class Experiment:
             raise SpecError(f"{where}: baseline names must be unique (got {names}); pass name=... to tell them apart")
         if self.candidate is not None and not isinstance(self.candidate, QLoRA):
             raise SpecError(f"{where}: candidate must be a QLoRA(...) (got {type(self.candidate).__name__})")
+        if self.sweep is not None:
+            if not isinstance(self.sweep, Sweep):
+                raise SpecError(f"{where}: sweep must be a Sweep(...) (got {type(self.sweep).__name__})")
+            if self.candidate is None:
+                raise SpecError(f"{where}: a sweep searches the candidate's settings; add candidate=QLoRA(...)")
         if len(self.split) != 3 or any(s < 0 for s in self.split):
             raise SpecError(f"{where}: split must be three non-negative numbers (train, val, test), got {self.split}")
         if not all(isinstance(s, int) for s in self.split) and abs(sum(self.split) - 1) > 1e-6:
@@ -204,7 +319,7 @@ class Experiment:
             value = getattr(self, f.name)
             if f.name == "baselines":
                 value = [b.config() for b in value]
-            elif f.name == "candidate":
+            elif f.name in ("candidate", "sweep"):
                 value = value.config() if value else None
             elif isinstance(value, Path):
                 value = str(value)

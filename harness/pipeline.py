@@ -8,6 +8,7 @@ whole run to the store in one transaction; a run that fails is recorded as faile
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import platform
 import subprocess
@@ -210,6 +211,11 @@ class _Models:
             self.candidate = PeftModel.from_pretrained(self._load(), adapter_path).eval()
         return self.candidate
 
+    def release(self) -> None:
+        """Drop every loaded copy (between sweep trials, so the next one has the memory)."""
+        self.candidate = None
+        self._release_base()
+
     def _release_base(self) -> None:
         import gc
 
@@ -227,14 +233,18 @@ def _named(metric: str, extra: dict) -> dict:
 
 
 def run_experiment(experiment: Experiment, store: Store, *, root: str | Path = ".",
-                   log: Callable[[str], None] = print, work_dir: str | Path | None = None) -> Result:
-    """Run one experiment end to end and record it. Raises HarnessError for a user's mistake."""
+                   log: Callable[[str], None] = print, work_dir: str | Path | None = None,
+                   sweep: bool = False, sweep_storage: str | None = None) -> Result:
+    """Run one experiment end to end and record it. Raises HarnessError for a user's mistake.
+
+    sweep: run the experiment's Sweep first (its best trial becomes the candidate); without
+    it a stored best trial of the same study is reused."""
     root = Path(root)
     started = time.perf_counter()
     run_id = store.start_run(experiment.name, spec_file=experiment.spec_file, config=experiment.config())
     record = RunRecord()
     try:
-        result = _run(experiment, store, run_id, record, root, log, work_dir, started)
+        result = _run(experiment, store, run_id, record, root, log, work_dir, started, sweep, sweep_storage)
     except HarnessError as e:
         store.fail_run(run_id, str(e), record)
         raise
@@ -244,8 +254,37 @@ def run_experiment(experiment: Experiment, store: Store, *, root: str | Path = "
     return result
 
 
-def _run(experiment: Experiment, store: Store, run_id: str, record: RunRecord, root: Path,
-         log: Callable[[str], None], work_dir, started: float) -> Result:
+def run_sweep(experiment: Experiment, store: Store, *, root: str | Path = ".", log: Callable[[str], None] = print,
+              work_dir: str | Path | None = None, storage: str | None = None, trials: int | None = None):
+    """Only the experiment's sweep (as a worker of its study): no baselines, no test split, no run."""
+    if experiment.sweep is None:
+        raise SpecError(f"{experiment.name}: the spec declares no sweep; add sweep=Sweep(...) to the Experiment")
+    p = _prepare(experiment, store, Path(root), RunRecord(), log)
+    return _sweep(experiment, store, p, Path(root), work_dir, storage, log, trials)
+
+
+@dataclass
+class _Prepared:
+    """What every path through an experiment needs first: checked data, splits, model, scorer."""
+
+    splits: data_mod.Splits
+    checks: list
+    quality: gates.Verdict
+    data_sha: str
+    data_path: str
+    task: str
+    labels: list[str]
+    test: SealedSplit
+    key: object
+    extra: list
+    resolved: object
+    tokenizer: object
+    scorer: _Scorer
+    loaded: _Models
+    base_id: str
+
+
+def _prepare(experiment: Experiment, store: Store, root: Path, record: RunRecord, log: Callable[[str], None]):
     from harness import models
 
     name = experiment.name
@@ -271,9 +310,6 @@ def _run(experiment: Experiment, store: Store, run_id: str, record: RunRecord, r
     key, extra = _key_metric(experiment, task)
     log(f"{name}: {task}, {len(splits.train)} train / {len(splits.val)} val / {len(test)} test rows; "
         f"key metric {key.name}")
-
-    suite = regression.load_suite(experiment.regression, root=root) \
-        if experiment.regression and experiment.candidate else None
     resolved = models.resolve(experiment.model)
     tokenizer = models.load_tokenizer(resolved, trust_remote_code=experiment.trust_remote_code)
     max_new = 16
@@ -281,11 +317,102 @@ def _run(experiment: Experiment, store: Store, run_id: str, record: RunRecord, r
         longest = max(len(tokenizer(s.answer, add_special_tokens=False)["input_ids"]) for s in splits.train + splits.val)
         max_new = longest + 8  # room for a slightly longer answer than any seen, no more
     scorer = _Scorer(store, tokenizer, task, labels, max_new, experiment.eval_batch_size, log)
+    return _Prepared(splits, checks, quality, data_sha, data_path, task, labels, test, key, extra, resolved,
+                     tokenizer, scorer, _Models(resolved, experiment.trust_remote_code), f"{resolved.sha256}:nf4")
+
+
+def _candidate_rows(experiment: Experiment, spec, root: Path, splits):
+    """(messages for a sample, train rows, val rows) of a QLoRA candidate."""
+    from harness import train as train_mod
+
+    system = Path(root / spec.system_prompt).read_text(encoding="utf-8").strip() if spec.system_prompt else None
+    messages = lambda s: prompts.candidate_messages(s, system)
+    to_rows = lambda rows: [train_mod.conversation(messages(s), s.answer) for s in rows]
+    return messages, to_rows(splits.train), to_rows(splits.val)
+
+
+def _work_dir(store: Store, root: Path, work_dir) -> Path:
+    if work_dir is not None:
+        return Path(work_dir)
+    return Path(store.path).parent if store.path != ":memory:" else root / ".harness"
+
+
+def _sweep(experiment: Experiment, store: Store, p: _Prepared, root: Path, work_dir, storage: str | None,
+           log: Callable[[str], None], trials: int | None = None):
+    """Run the experiment's study (joining other workers); each trial trains on train and is
+    scored on val, through the same adapter and output caches as the candidate."""
+    import shutil
+
+    from harness import sweep as sweep_mod
+    from harness import train as train_mod
+
+    name = experiment.name
+    if not p.splits.val:
+        raise SpecError(f"{name}: a sweep picks its winner on the validation split, and this experiment has none; "
+                        f"give split=(train, val, test) with val > 0 or a 'val' file")
+    study = _study_name(experiment, p)
+    url = sweep_mod.storage_url(store.path, storage)
+    log(f"{name}: sweep study {study!r} in {sweep_mod._redacted(url)}")
+
+    def train_one(trial, spec) -> "sweep_mod.TrialResult":
+        messages, train_rows, val_rows = _candidate_rows(experiment, spec, root, p.splits)
+        adapter_key = cache.adapter_key(p.resolved.sha256, spec.config(), train_rows, val_rows)
+        hit = store.cached_adapter(adapter_key)
+        model = None
+        if cache.usable_adapter(hit):
+            trained = train_mod.Trained(hit["adapter_path"], hit["adapter_sha256"], **hit["result"])
+            log(f"{name}: sweep trial #{trial.number}: adapter reused from the cache (same config and data)")
+        else:
+            out_dir = _work_dir(store, root, work_dir) / "sweeps" / study / f"trial-{trial.number}"
+            shutil.rmtree(out_dir, ignore_errors=True)  # a crashed earlier attempt of this trial number
+            _check_memory(name, p.resolved, spec, p.tokenizer, train_rows, log)
+            pruning = sweep_mod.pruning_callback(trial, log, f"{name}: trial #{trial.number}")
+            model, trained = train_mod.train(p.loaded.for_training(), p.tokenizer, spec, train_rows, val_rows,
+                                             out_dir, log=log, name=f"{name}: trial #{trial.number}",
+                                             callbacks=[pruning])
+            if pruning.pruned_at is not None:
+                model = None
+                p.loaded.release()
+                shutil.rmtree(out_dir, ignore_errors=True)  # a pruned adapter is never used
+                return sweep_mod.TrialResult(None, True, curves=trained.curves, steps=trained.steps,
+                                             seconds=trained.seconds)
+            store.cache_adapter(adapter_key, trained.adapter_path, trained.adapter_sha256, trained.summary())
+        model_id = f"{p.base_id}+{trained.adapter_sha256}"
+        get_model = (lambda: model) if model is not None else (lambda: p.loaded.load_adapter(trained.adapter_path))
+        approach = Approach(f"trial-{trial.number}", "candidate", {})
+        _score_split(p.scorer, approach, "val", p.splits.val, model_id, get_model, messages, p.key, p.extra,
+                     name, what=f"trial #{trial.number} val")
+        model = get_model = None  # drop the trained copy before the next trial loads its own
+        p.loaded.release()
+        return sweep_mod.TrialResult(approach.metrics["val"][p.key.name], False, val_metrics=approach.metrics["val"],
+                                     curves=trained.curves, steps=trained.steps, seconds=trained.seconds,
+                                     adapter_path=trained.adapter_path, adapter_sha256=trained.adapter_sha256)
+
+    return sweep_mod.run(experiment.sweep, experiment.candidate, name=study, experiment=name, key_metric=p.key.name,
+                         storage=sweep_mod.open_storage(url), store=store, train_one=train_one, log=log, trials=trials)
+
+
+def _study_name(experiment: Experiment, p: _Prepared) -> str:
+    from harness import sweep as sweep_mod
+
+    return sweep_mod.study_name(experiment.name, experiment.sweep, experiment.candidate, p.resolved.sha256,
+                                p.data_sha, json.dumps([list(experiment.split), experiment.seed]))
+
+
+def _run(experiment: Experiment, store: Store, run_id: str, record: RunRecord, root: Path,
+         log: Callable[[str], None], work_dir, started: float, sweep: bool = False,
+         sweep_storage: str | None = None) -> Result:
+    name = experiment.name
+    p = _prepare(experiment, store, root, record, log)
+    splits, checks, quality, data_sha, data_path = p.splits, p.checks, p.quality, p.data_sha, p.data_path
+    task, test, key, extra, resolved, tokenizer, scorer = p.task, p.test, p.key, p.extra, p.resolved, p.tokenizer, \
+        p.scorer
+    suite = regression.load_suite(experiment.regression, root=root) \
+        if experiment.regression and experiment.candidate else None
     record.run_fields = {"task": task, "key_metric": key.name, "model": experiment.model,
                          "model_sha256": resolved.sha256, "data_path": data_path, "data_sha256": data_sha,
                          "test_sha256": test.sha256, "provenance": provenance(root, experiment)}
-    loaded = _Models(resolved, experiment.trust_remote_code)
-    base_id = f"{resolved.sha256}:nf4"
+    loaded, base_id = p.loaded, p.base_id
 
     # --- selection: train and validation only; the test split stays sealed -------------------
     # Each approach: (Approach, model id, model loader, messages for a sample).
@@ -314,19 +441,15 @@ def _run(experiment: Experiment, store: Store, run_id: str, record: RunRecord, r
     if experiment.candidate is not None:
         from harness import train as train_mod
 
-        spec = experiment.candidate
-        system = Path(root / spec.system_prompt).read_text(encoding="utf-8").strip() if spec.system_prompt else None
-        to_rows = lambda rows: [train_mod.conversation(prompts.candidate_messages(s, system), s.answer) for s in rows]
-        train_rows, val_rows = to_rows(splits.train), to_rows(splits.val)
+        spec, sweep_info = _chosen_candidate(experiment, store, p, root, work_dir, sweep, sweep_storage, log)
+        messages, train_rows, val_rows = _candidate_rows(experiment, spec, root, splits)
         adapter_key = cache.adapter_key(resolved.sha256, spec.config(), train_rows, val_rows)
         hit = store.cached_adapter(adapter_key)
         if cache.usable_adapter(hit):
             trained = train_mod.Trained(hit["adapter_path"], hit["adapter_sha256"], **hit["result"])
             log(f"{name}: candidate adapter reused from the cache ({trained.adapter_path}); same base, config and data")
         else:
-            if work_dir is None:
-                work_dir = Path(store.path).parent if store.path != ":memory:" else root / ".harness"
-            out_dir = Path(work_dir) / "runs" / run_id
+            out_dir = _work_dir(store, root, work_dir) / "runs" / run_id
             _check_memory(name, resolved, spec, tokenizer, train_rows, log)
             loaded.candidate, trained = train_mod.train(loaded.for_training(), tokenizer, spec, train_rows, val_rows,
                                                         out_dir, log=log, name=f"{name}: candidate")
@@ -334,11 +457,10 @@ def _run(experiment: Experiment, store: Store, run_id: str, record: RunRecord, r
         curves = trained.curves
         candidate = Approach("candidate", "candidate", {**spec.config(), "trainable_params": trained.trainable_params,
                                                         "total_params": trained.total_params, "steps": trained.steps,
-                                                        "device": trained.device},
+                                                        "device": trained.device, "sweep": sweep_info},
                              train_seconds=trained.seconds)
         candidate_id = f"{base_id}+{trained.adapter_sha256}"
         get_candidate = lambda: loaded.load_adapter(trained.adapter_path)
-        messages = lambda s, system=system: prompts.candidate_messages(s, system)
         approaches.append((candidate, candidate_id, get_candidate, messages))
         if splits.val:
             _score_split(scorer, candidate, "val", splits.val, candidate_id, get_candidate, messages, key, extra, name)
@@ -399,6 +521,29 @@ def _run(experiment: Experiment, store: Store, run_id: str, record: RunRecord, r
     return Result(run_id, name, task, key.name, baselines, best.name, candidate, verdicts, checks, curves,
                   {"train": len(splits.train), "val": len(splits.val), "test": len(test)},
                   time.perf_counter() - started)
+
+
+def _chosen_candidate(experiment: Experiment, store: Store, p: _Prepared, root: Path, work_dir, sweep: bool,
+                      sweep_storage: str | None, log: Callable[[str], None]):
+    """(QLoRA spec, sweep lineage or None): the declared spec, or the best trial of its sweep."""
+    from harness import sweep as sweep_mod
+    from harness.experiment import QLoRA
+
+    if experiment.sweep is None:
+        return experiment.candidate, None
+    if sweep:
+        _sweep(experiment, store, p, root, work_dir, sweep_storage, log)
+    study = _study_name(experiment, p)
+    best = sweep_mod.best_trial(store, study)
+    if best is None:
+        log(f"{experiment.name}: no complete trial of sweep study {study!r} in the store; the candidate is the "
+            f"QLoRA spec as declared (run `pytest --sweep` or `harness sweep` to search)")
+        return experiment.candidate, None
+    spec = QLoRA(**{**experiment.candidate.config(), **best["params"]})
+    log(f"{experiment.name}: candidate = best sweep trial #{best['number']} of {study!r} ({p.key.name} "
+        f"{best['value']:.4f} on val): " + ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                                                  for k, v in best["params"].items()))
+    return spec, {"study": study, "trial": best["number"], "params": best["params"], "value": best["value"]}
 
 
 def _check_memory(name: str, resolved, spec, tokenizer, train_rows: list[dict], log: Callable[[str], None]) -> None:

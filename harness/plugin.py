@@ -35,6 +35,12 @@ def pytest_addoption(parser):
                     help="do not rebuild the HTML reports at the end of the session")
     group.addoption("--harness-gpu-hour-price", type=float, default=None, metavar="USD",
                     help="price of one device-hour, for the cost view (overrides the spec's gpu_hour_price)")
+    group.addoption("--sweep", action="store_true", default=False,
+                    help="run each experiment's Sweep (an Optuna study) first; its best trial becomes the candidate. "
+                         "Without it a stored best trial of the same study is reused")
+    group.addoption("--sweep-storage", default=None, metavar="URL",
+                    help="Optuna storage shared by sweep workers, e.g. postgresql://user:pw@host/db "
+                         "(default: a journal file beside the store)")
     group.addoption("--harness-calls", type=int, default=None, metavar="N",
                     help="call volume for the cost view (overrides the spec's calls)")
 
@@ -76,7 +82,9 @@ class _Session:
             self.ran = True
             self.log(f"running experiment {experiment.name!r} ({experiment.spec_file})")
             try:
-                self.outcomes[experiment.name] = run_experiment(experiment, self.store, root=self.root, log=self.log)
+                self.outcomes[experiment.name] = run_experiment(
+                    experiment, self.store, root=self.root, log=self.log, sweep=self.config.getoption("--sweep"),
+                    sweep_storage=self.config.getoption("--sweep-storage"))
             except Exception as e:  # kept, so every gate item of the experiment reports the same cause
                 self.outcomes[experiment.name] = e
         outcome = self.outcomes[experiment.name]

@@ -97,6 +97,28 @@ MIGRATIONS: list[tuple[str, str]] = [
         -- mean tokens generated per call (0 for label scoring, which generates nothing)
         ALTER TABLE approaches ADD COLUMN generated_tokens DOUBLE;
     """),
+    ("create_sweep_trials", """
+        -- Every finished trial of a hyperparameter sweep (harness/sweep.py), mirrored from the
+        -- Optuna study, keyed by (study, number) so a trial is recorded exactly once.
+        CREATE TABLE sweep_trials (
+            study VARCHAR NOT NULL,              -- Optuna study name (experiment + search-space hash)
+            experiment VARCHAR NOT NULL,
+            number INTEGER NOT NULL,             -- Optuna trial number
+            state VARCHAR NOT NULL,              -- COMPLETE | PRUNED | FAIL
+            params VARCHAR,                      -- JSON: the QLoRA fields this trial set
+            key_metric VARCHAR,
+            value DOUBLE,                        -- the objective: key metric on the validation split
+            val_metrics VARCHAR,                 -- JSON: every metric on the validation split
+            curves VARCHAR,                      -- JSON: [{step, epoch, split, loss}]
+            steps INTEGER,                       -- optimizer steps taken (fewer when pruned)
+            adapter_path VARCHAR, adapter_sha256 VARCHAR,
+            seconds DOUBLE,                      -- wall time of the trial
+            worker VARCHAR,                      -- host:pid that ran it
+            started_at TIMESTAMP, finished_at TIMESTAMP,
+            error VARCHAR,
+            PRIMARY KEY (study, number)
+        );
+    """),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -132,6 +154,9 @@ _COLUMNS = {
     "curves": ["run_id", "approach", "step", "epoch", "split", "loss"],
     "gates": ["run_id", "gate", "outcome", "message", "details"],
 }
+_TRIAL_COLUMNS = ["study", "experiment", "number", "state", "params", "key_metric", "value", "val_metrics", "curves",
+                  "steps", "adapter_path", "adapter_sha256", "seconds", "worker", "started_at", "finished_at", "error"]
+_TRIAL_JSON = {"params", "val_metrics", "curves"}
 _JSON_COLUMNS = {"lines", "config", "details"}
 _RUN_FIELDS = {"task", "key_metric", "model", "model_sha256", "data_path", "data_sha256", "test_sha256", "provenance"}
 
@@ -280,6 +305,40 @@ class Store:
                         "adapter_path = excluded.adapter_path, adapter_sha256 = excluded.adapter_sha256, "
                         "result = excluded.result, created_at = excluded.created_at",
                         [key, adapter_path, adapter_sha256, _json(result), _now()])
+
+    # --- sweeps ---------------------------------------------------------------------------
+
+    def record_trials(self, rows: list[dict]) -> None:
+        """Insert or update finished sweep trials by (study, number): each is stored exactly once."""
+        if not rows:
+            return
+        with self.connect() as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                for row in rows:
+                    values = [_json(row.get(c)) if c in _TRIAL_JSON else row.get(c) for c in _TRIAL_COLUMNS]
+                    updates = ", ".join(f"{c} = excluded.{c}" for c in _TRIAL_COLUMNS[3:])
+                    con.execute(f"INSERT INTO sweep_trials ({', '.join(_TRIAL_COLUMNS)}) VALUES "
+                                f"({', '.join('?' for _ in _TRIAL_COLUMNS)}) ON CONFLICT DO UPDATE SET {updates}",
+                                values)
+                con.execute("COMMIT")
+            except Exception:
+                con.execute("ROLLBACK")
+                raise
+
+    def trials(self, *, study: str | None = None, experiment: str | None = None) -> list[dict]:
+        """Sweep trials, oldest first, with their JSON fields decoded."""
+        sql, params = "SELECT * FROM sweep_trials WHERE 1=1", []
+        if study is not None:
+            sql, params = sql + " AND study = ?", params + [study]
+        if experiment is not None:
+            sql, params = sql + " AND experiment = ?", params + [experiment]
+        rows = self.query(sql + " ORDER BY study, number", params)
+        for row in rows:
+            for key in _TRIAL_JSON:
+                if isinstance(row.get(key), str):
+                    row[key] = json.loads(row[key])
+        return rows
 
     # --- reading -------------------------------------------------------------------------
 

@@ -70,8 +70,11 @@ def adapter_sha256(path: str | Path) -> str:
 
 
 def train(model, tokenizer, spec: QLoRA, train_rows: list[dict], val_rows: list[dict], output_dir: str | Path,
-          *, log: Callable[[str], None] = print, name: str = "candidate") -> tuple[object, Trained]:
-    """Train LoRA adapters on a (quantized) base model; returns the peft model and what happened."""
+          *, log: Callable[[str], None] = print, name: str = "candidate",
+          callbacks: list | tuple = ()) -> tuple[object, Trained]:
+    """Train LoRA adapters on a (quantized) base model; returns the peft model and what happened.
+
+    `callbacks` are extra transformers TrainerCallbacks (a sweep's pruning callback)."""
     import torch
     from datasets import Dataset
     from peft import LoraConfig, prepare_model_for_kbit_training
@@ -125,7 +128,7 @@ def train(model, tokenizer, spec: QLoRA, train_rows: list[dict], val_rows: list[
     trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(train_rows),
                          eval_dataset=Dataset.from_list(val_rows) if val_rows else None,
                          processing_class=tokenizer, peft_config=lora,
-                         callbacks=[_progress_callback(log, name)] + (
+                         callbacks=[_progress_callback(log, name), *callbacks] + (
                              [EarlyStoppingCallback(early_stopping_patience=spec.early_stopping_patience)]
                              if early_stopping else []))
     trainable, total = trainer.model.get_nb_trainable_parameters()
