@@ -2,29 +2,47 @@
 
     baselines.zero_shot("baselines/sarcasm/system.md")
     baselines.few_shot("baselines/sarcasm/system.md", k=8)
+    baselines.zero_shot("baselines/sarcasm/", calibrate=True)       # every prompt in the folder
+    baselines.few_shot("baselines/sarcasm/system.md", k=8, strategy="balanced", calibrate=True)
+    baselines.few_shot("baselines/sarcasm/system.md", k=4, strategy="nearest")
 
-The system prompt lives in a file so it is reviewed like code. Few-shot examples are
-drawn from the train split only (seeded), never from validation or test.
+A fine-tune that beats a weak prompt proves nothing, so a spec can ask for several:
+
+- prompt variants: a folder instead of a file makes every .md/.txt in it (sorted) its own
+  baseline, named `<file stem>/<baseline>`, e.g. `checklist/zero_shot`;
+- few-shot strategies (harness/shots.py): "random" (seeded), "balanced" (equal examples per
+  label, seeded) or "nearest" (the k train rows most similar to the input, per input);
+- contextual calibration (harness/calibration.py): calibrate=True adds a twin,
+  `<name>+calibrated`, re-ranking the same label scores; it costs three content-free prompts.
+
+Examples come from the train split only, never from validation or test. The best of all of
+them on validation is what the candidate must beat. Experiment(max_baselines=...) bounds how
+many are scored, counted after folders are expanded and twins added.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from harness.errors import SpecError
+from harness.shots import STRATEGIES
+
+PROMPT_SUFFIXES = (".md", ".txt")
 
 
 @dataclass(frozen=True)
 class Baseline:
+    """One declared prompt baseline; `system_prompt_file` may be a folder of variants."""
+
     name: str
     system_prompt_file: str
     k: int = 0
     seed: int = 0
+    strategy: str = "random"  # how the k examples are chosen: random | balanced | nearest
+    calibrate: bool = False   # also report a contextually calibrated twin
 
     def system_prompt(self, root: Path | None = None) -> str:
-        path = Path(self.system_prompt_file)
-        if root is not None and not path.is_absolute():
-            path = root / path
+        path = _under(root, self.system_prompt_file)
         if not path.is_file():
             raise SpecError(f"baseline {self.name!r}: system prompt file {self.system_prompt_file} not found; "
                             f"create it or fix the path (paths are relative to the project root)")
@@ -33,25 +51,85 @@ class Baseline:
             raise SpecError(f"baseline {self.name!r}: system prompt file {self.system_prompt_file} is empty")
         return text
 
+    def variants(self, root: Path | None = None) -> list[Baseline]:
+        """One baseline per prompt: itself for a file; for a folder, one per .md/.txt file in it."""
+        folder = _under(root, self.system_prompt_file)
+        if not folder.is_dir():
+            return [self]
+        files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in PROMPT_SUFFIXES)
+        if not files:
+            raise SpecError(f"baseline {self.name!r}: folder {self.system_prompt_file} has no .md or .txt prompt "
+                            f"files; add one or name a single file")
+        return [replace(self, name=f"{f.stem}/{self.name}",
+                        system_prompt_file=str(Path(self.system_prompt_file) / f.name)) for f in files]
+
+    @property
+    def scored_as(self) -> list[str]:
+        """The approach names this (file-level) baseline is reported under."""
+        return [self.name, calibrated_name(self.name)] if self.calibrate else [self.name]
+
     def config(self) -> dict:
         return asdict(self)
 
 
+def calibrated_name(name: str) -> str:
+    return f"{name}+calibrated"
+
+
+def _under(root: Path | None, path: str) -> Path:
+    p = Path(path)
+    return root / p if root is not None and not p.is_absolute() else p
+
+
+def expand(declared, root: Path, *, task: str, max_baselines: int, where: str) -> list[Baseline]:
+    """The file-level baselines a run scores: folders expanded, checked against the task and the budget."""
+    expanded = [v for b in declared for v in b.variants(root)]
+    for b in expanded:
+        if task != "classification" and (b.calibrate or b.strategy == "balanced"):
+            what = "calibrate=True re-ranks label scores" if b.calibrate else "strategy='balanced' balances labels"
+            raise SpecError(f"{where}: baseline {b.name!r}: {what}, so it needs a classification task (this one "
+                            f"is {task}); drop it or use strategy='random' or 'nearest'")
+    names = [n for b in expanded for n in b.scored_as]
+    if len(set(names)) != len(names):
+        clash = sorted({n for n in names if names.count(n) > 1})
+        raise SpecError(f"{where}: baseline names {clash} appear twice after expanding prompt folders; "
+                        f"pass name=... to tell them apart")
+    if len(names) > max_baselines:
+        counts = ", ".join(f"{b.name} {len(b.variants(root)) * (2 if b.calibrate else 1)}" for b in declared)
+        raise SpecError(f"{where}: {len(names)} baselines to score ({counts}) exceed max_baselines={max_baselines}; "
+                        f"drop prompt variants, strategies or calibrate=True, or raise Experiment(max_baselines=...)")
+    return expanded
+
+
 def _check_file_arg(kind: str, system_prompt_file) -> str:
     if not isinstance(system_prompt_file, (str, Path)) or not str(system_prompt_file):
-        raise SpecError(f"baselines.{kind}: first argument must be the path of a system prompt file, "
-                        f"e.g. 'baselines/<experiment>/system.md' (got {system_prompt_file!r})")
+        raise SpecError(f"baselines.{kind}: first argument must be the path of a system prompt file or a folder of "
+                        f"them, e.g. 'baselines/<experiment>/system.md' (got {system_prompt_file!r})")
     return str(system_prompt_file)
 
 
-def zero_shot(system_prompt_file: str | Path, *, name: str = "zero_shot") -> Baseline:
-    """The base model with a system prompt and the input, no examples."""
-    return Baseline(name=name, system_prompt_file=_check_file_arg("zero_shot", system_prompt_file))
+def zero_shot(system_prompt: str | Path, *, calibrate: bool = False, name: str = "zero_shot") -> Baseline:
+    """The base model with a system prompt (a file, or a folder of variants) and the input, no examples."""
+    return Baseline(name=name, system_prompt_file=_check_file_arg("zero_shot", system_prompt),
+                    calibrate=_check_calibrate("zero_shot", calibrate))
 
 
-def few_shot(system_prompt_file: str | Path, k: int = 8, *, seed: int = 0, name: str | None = None) -> Baseline:
-    """The system prompt followed by `k` solved examples from the train split, then the input."""
-    if not isinstance(k, int) or k < 1:
+def few_shot(system_prompt: str | Path, k: int = 8, *, strategy: str = "random", seed: int = 0,
+             calibrate: bool = False, name: str | None = None) -> Baseline:
+    """The system prompt followed by `k` solved train examples, then the input.
+
+    strategy: "random" (seeded), "balanced" (k/labels of each label, seeded) or "nearest"
+    (the k train rows most similar to each input; the prompt differs per input)."""
+    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
         raise SpecError(f"baselines.few_shot: k must be a positive integer (got {k!r})")
-    return Baseline(name=name or f"few_shot_k{k}", system_prompt_file=_check_file_arg("few_shot", system_prompt_file),
-                    k=k, seed=seed)
+    if strategy not in STRATEGIES:
+        raise SpecError(f"baselines.few_shot: strategy must be one of {', '.join(STRATEGIES)} (got {strategy!r})")
+    default = f"few_shot_k{k}" if strategy == "random" else f"few_shot_k{k}_{strategy}"
+    return Baseline(name=name or default, system_prompt_file=_check_file_arg("few_shot", system_prompt),
+                    k=k, seed=seed, strategy=strategy, calibrate=_check_calibrate("few_shot", calibrate))
+
+
+def _check_calibrate(kind: str, calibrate) -> bool:
+    if not isinstance(calibrate, bool):
+        raise SpecError(f"baselines.{kind}: calibrate must be True or False (got {calibrate!r})")
+    return calibrate

@@ -214,6 +214,8 @@ class Experiment:
     knowledge_task: the task needs facts the model may lack (the recommendation weighs retrieval).
     sweep: a Sweep over the candidate's settings; run with `pytest --sweep` or `harness sweep`,
         and its best trial becomes the candidate (also later, without --sweep).
+    max_baselines: the most prompt baselines one run scores, counted after prompt folders are
+        expanded and calibrated twins added; more is refused before any model is loaded.
     """
 
     name: str
@@ -221,6 +223,7 @@ class Experiment:
     model: str = "smollm2-135m-instruct"
     metric: str = "accuracy"
     baselines: tuple[Baseline, ...] = ()
+    max_baselines: int = 12  # each costs a scoring pass over val and test (twins: 3 prompts more)
     candidate: QLoRA | None = None
     sweep: Sweep | None = None
     task: str | None = None
@@ -275,6 +278,8 @@ class Experiment:
             if not isinstance(b, Baseline):
                 raise SpecError(f"{where}: baselines must be made with harness.baselines.zero_shot/few_shot "
                                 f"(got {type(b).__name__})")
+        if not isinstance(self.max_baselines, int) or isinstance(self.max_baselines, bool) or self.max_baselines < 1:
+            raise SpecError(f"{where}: max_baselines must be a positive integer (got {self.max_baselines!r})")
         names = [b.name for b in self.baselines]
         if len(set(names)) != len(names):
             raise SpecError(f"{where}: baseline names must be unique (got {names}); pass name=... to tell them apart")

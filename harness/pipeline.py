@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Callable
 
 from harness import data as data_mod
-from harness import cache, gates, metrics, prompts, regression, scoring, stats
+from harness import cache, calibration, gates, metrics, prompts, regression, scoring, shots, stats
+from harness.baselines import expand as expand_baselines
 from harness.errors import DataError, HarnessError, ModelError, SpecError
 from harness.experiment import Experiment
 from harness.sealed import SealedSplit
@@ -415,21 +416,37 @@ def _run(experiment: Experiment, store: Store, run_id: str, record: RunRecord, r
     loaded, base_id = p.loaded, p.base_id
 
     # --- selection: train and validation only; the test split stays sealed -------------------
-    # Each approach: (Approach, model id, model loader, messages for a sample).
+    # Each approach: (Approach, model id, model loader, messages for a sample). A calibrated
+    # twin is not scored itself: it re-ranks its baseline's label scores (twins, by baseline name).
     approaches: list[tuple[Approach, str, Callable, Callable]] = []
-    for baseline in experiment.baselines:
+    twins: dict[str, _CalibratedTwin] = {}
+    declared = expand_baselines(experiment.baselines, root, task=task, max_baselines=experiment.max_baselines,
+                                where=name)
+    nearest = None
+    if any(b.strategy == "nearest" and b.k for b in declared):
+        from harness.embed import Embedder
+
+        nearest = shots.NearestShots(splits.train, Embedder())
+    for baseline in declared:
         system = baseline.system_prompt(root)
-        shots = prompts.choose_shots(splits.train, baseline.k, baseline.seed) if baseline.k else []
-        approach = Approach(baseline.name, "baseline", {**baseline.config(), "system_prompt": system,
-                                                        "shots": [[s.input_text, s.answer] for s in shots]})
-        approaches.append((approach, base_id, loaded.base,
-                           lambda s, system=system, shots=shots: prompts.baseline_messages(s, system, shots)))
+        shots_for, fixed = shots.chooser(baseline.strategy, splits.train, baseline.k, baseline.seed, nearest)
+        config = {**baseline.config(), "system_prompt": system, "calibrated": False,
+                  "shots": [[s.input_text, s.answer] for s in fixed] if fixed is not None else "per input"}
+        approach = Approach(baseline.name, "baseline", config)
+        messages = lambda s, system=system, shots_for=shots_for: prompts.baseline_messages(s, system, shots_for(s))
+        approaches.append((approach, base_id, loaded.base, messages))
+        if baseline.calibrate:
+            twin = Approach(baseline.scored_as[1], "baseline", {**config, "calibrated": True,
+                                                                "content_free_inputs": list(calibration.CONTENT_FREE)})
+            twins[baseline.name] = _CalibratedTwin(twin, system, shots_for, per_input=fixed is None)
     pick_split = "val" if splits.val else "train"  # never test: no winner's curse
     pick_rows = splits.val or splits.train[:TRAIN_SCORE_ROWS]
+    if nearest is not None:
+        nearest.embed([s.input_text for s in pick_rows])  # in batches, before prompts ask for one at a time
     for approach, model_id, get_model, messages in approaches:
-        _score_split(scorer, approach, "val" if splits.val else "train", pick_rows, model_id, get_model, messages,
-                     key, extra, name)
-    best = max((a for a, *_ in approaches), key=lambda a: a.metrics[pick_split][key.name])
+        _score_with_twin(scorer, twins, approach, pick_split, pick_rows, model_id, get_model, messages, key, extra,
+                         name)
+    best = max(_with_twins(approaches, twins), key=lambda a: a.metrics[pick_split][key.name])
     log(f"{name}: best baseline on {pick_split}: {best.name} ({key.name} {best.metrics[pick_split][key.name]:.3f})")
 
     suite_prompts = [regression.prompt(q) for q in suite.rows] if suite else []
@@ -475,11 +492,14 @@ def _run(experiment: Experiment, store: Store, run_id: str, record: RunRecord, r
 
     # --- final scoring: the test split is opened once, for what was already chosen ----------
     test_rows = test.open("final scoring")
+    if nearest is not None:
+        nearest.embed([s.input_text for s in test_rows])
     for approach, model_id, get_model, messages in approaches:
-        _score_split(scorer, approach, "test", test_rows, model_id, get_model, messages, key, extra, name)
-        _latency(approach)
-        log(f"{name}: {approach.name} {key.name} " + ", ".join(
-            f"{s} {v[key.name]:.3f}" for s, v in approach.metrics.items()))
+        _score_with_twin(scorer, twins, approach, "test", test_rows, model_id, get_model, messages, key, extra, name)
+        for scored_approach in _with_twins([(approach,)], twins):
+            _latency(scored_approach)
+            log(f"{name}: {scored_approach.name} {key.name} " + ", ".join(
+                f"{s} {v[key.name]:.3f}" for s, v in scored_approach.metrics.items()))
 
     verdicts = {"data_quality": quality}
     if candidate is not None:
@@ -503,7 +523,7 @@ def _run(experiment: Experiment, store: Store, run_id: str, record: RunRecord, r
                                                       "no candidate declared; baselines only")
 
     rows_of = {"val": splits.val, "test": test_rows, "train": splits.train}
-    for approach, *_ in approaches:
+    for approach in _with_twins(approaches, twins):
         adapter = (trained.adapter_path, trained.adapter_sha256) if approach.kind == "candidate" else (None, None)
         record.approaches.append(_approach_row(approach, *adapter))
         for split, values in approach.metrics.items():
@@ -517,7 +537,7 @@ def _run(experiment: Experiment, store: Store, run_id: str, record: RunRecord, r
     record.curves = [{"approach": "candidate", **c} for c in curves]
     record.gates = [v.row() for v in verdicts.values()]
     store.finish_run(run_id, record)
-    baselines = {a.name: a for a, *_ in approaches if a.kind == "baseline"}
+    baselines = {a.name: a for a in _with_twins(approaches, twins) if a.kind == "baseline"}
     return Result(run_id, name, task, key.name, baselines, best.name, candidate, verdicts, checks, curves,
                   {"train": len(splits.train), "val": len(splits.val), "test": len(test)},
                   time.perf_counter() - started)
@@ -567,9 +587,73 @@ def _check_memory(name: str, resolved, spec, tokenizer, train_rows: list[dict], 
 
 
 def _score_split(scorer: _Scorer, approach: Approach, split: str, rows: list, model_id: str, get_model: Callable,
-                 messages: Callable, key, extra, name: str, what: str | None = None) -> None:
+                 messages: Callable, key, extra, name: str, what: str | None = None) -> scoring.Scored:
     """Score one approach on one split: predictions, per-example key metric, every metric."""
     scored = scorer(model_id, get_model, [messages(s) for s in rows], f"{name}: {approach.name} {what or split}")
+    _record_split(approach, split, rows, scored, key, extra)
+    return scored
+
+
+def _score_with_twin(scorer: _Scorer, twins: dict, approach: Approach, split: str, rows: list, model_id: str,
+                     get_model: Callable, messages: Callable, key, extra, name: str) -> None:
+    """Score an approach on a split and, if it is a baseline with a calibrated twin, the twin too."""
+    scored = _score_split(scorer, approach, split, rows, model_id, get_model, messages, key, extra, name)
+    twin = twins.get(approach.name) if approach.kind == "baseline" else None
+    if twin is not None:
+        twin.score(scorer, split, rows, scored, model_id, get_model, key, extra, name)
+
+
+def _with_twins(approaches: list[tuple], twins: dict) -> list[Approach]:
+    """Every approach to report: each scored one, followed by its calibrated twin if it has one."""
+    out = []
+    for approach, *_ in approaches:
+        out.append(approach)
+        if approach.kind == "baseline" and approach.name in twins:
+            out.append(twins[approach.name].approach)
+    return out
+
+
+class _CalibratedTwin:
+    """A baseline's contextually calibrated copy (harness/calibration.py): the baseline's own
+    label scores, re-ranked against p_cf, the label probabilities of content-free inputs under
+    the same system prompt and examples. Measured once per distinct set of examples: once in
+    all for fixed examples, once per input for nearest-neighbour ones."""
+
+    def __init__(self, approach: Approach, system: str, shots_for: Callable, per_input: bool):
+        self.approach, self.system, self.shots_for, self.per_input = approach, system, shots_for, per_input
+        self.measured: dict[tuple, tuple[dict, float, int]] = {}  # example keys -> (p_cf, latency ms, tokens)
+
+    def score(self, scorer: _Scorer, split: str, rows: list, scored: scoring.Scored, model_id: str,
+              get_model: Callable, key, extra, name: str) -> None:
+        examples = [self.shots_for(s) for s in rows]
+        sets = [tuple(e.key for e in shots) for shots in examples]
+        todo = {k: shots for k, shots in zip(sets, examples) if k not in self.measured}
+        if todo:
+            inputs = [data_mod.Sample((("user", text),), "") for text in calibration.CONTENT_FREE]
+            n = len(inputs)
+            cf = scorer(model_id, get_model, [prompts.baseline_messages(x, self.system, shots)
+                                              for shots in todo.values() for x in inputs],
+                        f"{name}: {self.approach.name} content-free inputs ({split})")
+            for j, k in enumerate(todo):
+                part = slice(j * n, (j + 1) * n)
+                self.measured[k] = (calibration.content_free_probs(cf.label_logprobs[part]),
+                                    sum(cf.latencies_ms[part]), sum(cf.prompt_tokens[part]))
+        predictions = [calibration.predict(lp, self.measured[k][0]) for lp, k in zip(scored.label_logprobs, sets)]
+        # Fixed examples: p_cf is measured once and reused by every call. Per-input examples:
+        # each call pays for its own content-free prompts, so they count in its latency and tokens.
+        paid = [self.measured[k] if self.per_input else (None, 0.0, 0) for k in sets]
+        _record_split(self.approach, split, rows, scoring.Scored(
+            predictions, [ms + p[1] for ms, p in zip(scored.latencies_ms, paid)],
+            [t + p[2] for t, p in zip(scored.prompt_tokens, paid)], label_logprobs=scored.label_logprobs,
+            generated_tokens=scored.generated_tokens), key, extra)
+        probs = [p for p, *_ in self.measured.values()]
+        self.approach.config["content_free_probs"] = {label: sum(p[label] for p in probs) / len(probs)
+                                                      for label in probs[0]}  # the mean, for per-input examples
+        self.approach.config["content_free_prompts"] = len(calibration.CONTENT_FREE) * len(self.measured)
+
+
+def _record_split(approach: Approach, split: str, rows: list, scored: scoring.Scored, key, extra) -> None:
+    """An approach's outputs on a split, with its per-example key metric and every metric."""
     refs = [s.answer.strip() for s in rows]
     preds = [p.strip() for p in scored.predictions]
     result = key.score(preds, refs)
