@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import platform
 import subprocess
@@ -26,6 +27,7 @@ from harness.sealed import SealedSplit
 from harness.store import RunRecord, Store
 
 TRAIN_SCORE_ROWS = 200  # rows of train scored for the overfit gate's train-vs-test gap
+AGREEMENT_ROWS = 64  # test rows each approach also answers by greedy generation (classification)
 
 
 @dataclass
@@ -156,6 +158,45 @@ class _Scorer:
         if computed < len(texts):
             self.log(f"{what}: {len(texts) - computed} of {len(texts)} outputs from the cache")
         return scored
+
+    def generate(self, model_id: str, get_model: Callable[[], object], message_lists: list[list[dict]],
+                 max_new_tokens: int, what: str) -> scoring.Scored:
+        """Greedy generation whatever the task (label scoring's agreement check), cached."""
+        rendered = [scoring.render(self.tokenizer, m) for m in message_lists]
+
+        def generate(model, ps):
+            self.tokenizer.padding_side = "left"
+            return scoring.generate(model, self.tokenizer, ps, max_new_tokens=max_new_tokens,
+                                    batch_size=self.batch_size, progress=self._progress(what, len(ps)))
+
+        scored, computed = cache.cached_score(self.store, model_id, get_model, generate, rendered,
+                                              {"greedy": True, "max_new_tokens": max_new_tokens})
+        if computed < len(rendered):
+            self.log(f"{what}: {len(rendered) - computed} of {len(rendered)} outputs from the cache")
+        return scored
+
+    def references(self, model_id: str, get_model: Callable[[], object], message_lists: list[list[dict]],
+                   references: list[str], what: str) -> tuple[list[float], list[int]]:
+        """Each reference answer's log-likelihood after its prompt and its token count, cached.
+        (The cache row keeps the log-likelihood among its label scores and the count as tokens.)"""
+        rendered = [scoring.render(self.tokenizer, m) for m in message_lists]
+        keyed = {f"{prompt}\x1f{ref}": (prompt, ref) for prompt, ref in zip(rendered, references)}
+        keys = [f"{prompt}\x1f{ref}" for prompt, ref in zip(rendered, references)]
+
+        def score(model, wanted):
+            self.tokenizer.padding_side = "left"
+            pairs = [keyed[k] for k in wanted]
+            loglik, counts = scoring.score_continuations(model, self.tokenizer, [a for a, _ in pairs],
+                                                         [b for _, b in pairs], batch_size=self.batch_size,
+                                                         progress=self._progress(what, len(pairs)))
+            return scoring.Scored([""] * len(pairs), [0.0] * len(pairs), counts,
+                                  label_logprobs=[{"reference": ll} for ll in loglik], generated_tokens=counts)
+
+        scored, computed = cache.cached_score(self.store, model_id, get_model, score, keys, {"reference_loglik": True})
+        if computed < len(keys):
+            self.log(f"{what}: {len(keys) - computed} of {len(keys)} outputs from the cache")
+        return [lp.get("reference", 0.0) for lp in scored.label_logprobs] or [0.0] * len(keys), \
+            scored.generated_tokens
 
     def _progress(self, what: str, total: int):
         step = max(1, total // 4)
@@ -501,6 +542,11 @@ def _run(experiment: Experiment, store: Store, run_id: str, record: RunRecord, r
             log(f"{name}: {scored_approach.name} {key.name} " + ", ".join(
                 f"{s} {v[key.name]:.3f}" for s, v in scored_approach.metrics.items()))
 
+    if task == "classification":
+        for approach, model_id, get_model, messages in approaches:
+            _agreement(scorer, approach, test_rows[:AGREEMENT_ROWS], model_id, get_model, messages, p.labels, name,
+                       log)
+
     verdicts = {"data_quality": quality}
     if candidate is not None:
         verdicts["five_percent_rule"] = gates.five_percent_rule(
@@ -589,7 +635,12 @@ def _check_memory(name: str, resolved, spec, tokenizer, train_rows: list[dict], 
 def _score_split(scorer: _Scorer, approach: Approach, split: str, rows: list, model_id: str, get_model: Callable,
                  messages: Callable, key, extra, name: str, what: str | None = None) -> scoring.Scored:
     """Score one approach on one split: predictions, per-example key metric, every metric."""
-    scored = scorer(model_id, get_model, [messages(s) for s in rows], f"{name}: {approach.name} {what or split}")
+    message_lists = [messages(s) for s in rows]
+    scored = scorer(model_id, get_model, message_lists, f"{name}: {approach.name} {what or split}")
+    if any(m.name == "perplexity" for m in extra):
+        scored.reference_loglik, scored.reference_tokens = scorer.references(
+            model_id, get_model, message_lists, [s.answer.strip() for s in rows],
+            f"{name}: {approach.name} {what or split} reference perplexity")
     _record_split(approach, split, rows, scored, key, extra)
     return scored
 
@@ -645,7 +696,8 @@ class _CalibratedTwin:
         _record_split(self.approach, split, rows, scoring.Scored(
             predictions, [ms + p[1] for ms, p in zip(scored.latencies_ms, paid)],
             [t + p[2] for t, p in zip(scored.prompt_tokens, paid)], label_logprobs=scored.label_logprobs,
-            generated_tokens=scored.generated_tokens), key, extra)
+            generated_tokens=scored.generated_tokens, reference_loglik=scored.reference_loglik,
+            reference_tokens=scored.reference_tokens), key, extra)
         probs = [p for p, *_ in self.measured.values()]
         self.approach.config["content_free_probs"] = {label: sum(p[label] for p in probs) / len(probs)
                                                       for label in probs[0]}  # the mean, for per-input examples
@@ -659,13 +711,34 @@ def _record_split(approach: Approach, split: str, rows: list, scored: scoring.Sc
     result = key.score(preds, refs)
     approach.metrics[split] = {key.name: result.value, **_named(key.name, result.extra)}
     for m in extra:
-        r = m.score(preds, refs)
+        inputs = {"log_likelihoods": scored.reference_loglik, "token_counts": scored.reference_tokens} \
+            if m.name == "perplexity" else {}
+        r = m.score(preds, refs, **inputs)
         approach.metrics[split].update({m.name: r.value, **_named(m.name, r.extra)})
     approach.predictions[split] = scored.predictions
     approach.scores[split] = list(result.per_example)
     approach.latencies[split] = scored.latencies_ms
     approach.prompt_token_counts[split] = scored.prompt_tokens
     approach.generated_token_counts[split] = scored.generated_tokens or [0] * len(rows)
+
+
+def _agreement(scorer: _Scorer, approach: Approach, rows: list, model_id: str, get_model: Callable,
+               messages: Callable, labels: list[str], name: str, log: Callable[[str], None]) -> None:
+    """How often label scoring picks what greedy generation says, on the rows where generation
+    gives a valid label at all: a check that scoring labels measures the model's own answer."""
+    if not rows:
+        return
+    longest = max(len(scorer.tokenizer(label, add_special_tokens=False)["input_ids"]) for label in labels)
+    generated = scorer.generate(model_id, get_model, [messages(s) for s in rows], longest + 3,
+                                f"{name}: {approach.name} greedy generation (agreement check)")
+    said = [scoring.generated_label(text, labels) for text in generated.predictions]
+    valid = [(label, scored.strip()) for label, scored in zip(said, approach.predictions["test"]) if label is not None]
+    metrics = approach.metrics["test"]
+    metrics["generation_valid_rate"] = len(valid) / len(rows)
+    metrics["label_generation_agreement"] = (sum(a == b for a, b in valid) / len(valid)) if valid else math.nan
+    metrics["agreement_rows"] = float(len(rows))
+    log(f"{name}: {approach.name}: greedy generation gives a valid label on {len(valid)}/{len(rows)} test rows; "
+        f"label scoring agrees on " + (f"{metrics['label_generation_agreement']:.0%}" if valid else "-") + " of them")
 
 
 def _latency(approach: Approach) -> None:

@@ -37,6 +37,20 @@ class Scored:
     prompt_tokens: list[int]
     label_logprobs: list[dict[str, float]] = field(default_factory=list)
     generated_tokens: list[int] = field(default_factory=list)
+    # the reference answers' log-likelihoods and token counts, when a perplexity is asked for
+    reference_loglik: list[float] = field(default_factory=list)
+    reference_tokens: list[int] = field(default_factory=list)
+
+
+def generated_label(text: str, labels: list[str]) -> str | None:
+    """The label a generated answer gives, if it gives one: the whole answer, or its start
+    followed by punctuation or space ("1", "1.", "Positive - because ..."); else None."""
+    answer = text.strip().strip("\"'`*").strip().lower()
+    for label in sorted(labels, key=len, reverse=True):
+        low = label.lower()
+        if answer == low or (answer.startswith(low) and not answer[len(low)].isalnum()):
+            return label
+    return None
 
 
 def render(tokenizer, messages: list[dict]) -> str:
@@ -175,3 +189,39 @@ def generate(model, tokenizer, prompts: list[str], *, max_new_tokens: int, batch
         if progress:
             progress(done, n)
     return Scored(outputs, latencies, [len(r) for r in rows], generated_tokens=generated)
+
+
+@torch.inference_mode()
+def score_continuations(model, tokenizer, prompts: list[str], continuations: list[str], *, batch_size: int = 16,
+                        progress: Callable[[int, int], None] | None = None) -> tuple[list[float], list[int]]:
+    """Each continuation's log-likelihood after its prompt (summed over its tokens) and its
+    token count: what the perplexity of the references is made of. Left-padded batches, so
+    every continuation ends at the same position and one slice of logits covers them all."""
+    model.eval()
+    n = len(prompts)
+    pieces = []
+    for prompt, text in zip(prompts, continuations):
+        head = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        try:
+            tail = _label_ids(tokenizer, prompt, text) if text else []
+        except ValueError:  # merges across the boundary: score the reference's own tokens
+            tail = tokenizer(text, add_special_tokens=False)["input_ids"]
+        pieces.append((head, tail))
+    runner = _Runner(model, tokenizer, [h + t for h, t in pieces], use_prefix_cache=True)
+    loglik, counts = [0.0] * n, [len(t) for _, t in pieces]
+    order = sorted(range(n), key=lambda i: len(pieces[i][0]) + counts[i])
+    done = 0
+    for batch in _batches(order, batch_size):
+        keep = max(counts[i] for i in batch) + 1
+        if keep > 1:
+            logits = runner.logits([pieces[i][0] + pieces[i][1] for i in batch], keep=keep).log_softmax(-1)
+            for j, i in enumerate(batch):
+                if counts[i]:
+                    # the tokens of row j are its last counts[i] ids, predicted by the positions just before
+                    predicted = logits[j, keep - 1 - counts[i]:keep - 1]
+                    target = torch.tensor(pieces[i][1], device=predicted.device)
+                    loglik[i] = predicted.gather(-1, target.unsqueeze(-1)).sum().item()
+        done += len(batch)
+        if progress:
+            progress(done, n)
+    return loglik, counts

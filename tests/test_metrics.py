@@ -250,3 +250,17 @@ def test_bertscore_matches_bert_score():
     assert result.value == pytest.approx(f.mean().item(), abs=1e-5)
     assert result.extra == pytest.approx({"precision": p.mean().item(), "recall": r.mean().item()}, abs=1e-5)
     assert result.per_example[0] > result.per_example[2]
+
+
+def test_perplexity_from_log_likelihoods_by_hand():
+    import math
+
+    ppl = metrics.load("perplexity")
+    # two references: 2 tokens with log-likelihood -2.0, 3 tokens with -6.0
+    result = ppl.score(["x", "y"], ["a b", "c d e"], log_likelihoods=[-2.0, -6.0], token_counts=[2, 3])
+    assert result.value == pytest.approx(math.exp(8.0 / 5))  # per token over the whole set
+    assert result.extra["mean_log_likelihood"] == pytest.approx(-1.6)
+    assert result.per_example == pytest.approx([math.exp(1.0), math.exp(2.0)])
+    assert "perplexity" not in metrics.KEY_METRICS  # lower is better: never a key metric
+    with pytest.raises(ValueError, match="needs log_likelihoods and token_counts"):
+        ppl.score(["x"], ["a"])

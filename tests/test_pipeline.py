@@ -1,6 +1,8 @@
 """The pipeline on the tiny model, called directly (no pytest plugin in between)."""
 import csv
 
+import pytest
+
 from harness import Experiment, baselines
 from harness.pipeline import run_experiment
 from harness.store import Store
@@ -82,3 +84,49 @@ def test_baselines_are_scored_on_a_base_that_never_carries_the_adapter(tmp_path,
     assert [p["prediction"] for p in candidate] != fresh.predictions  # the adapter does change answers
     assert result.baselines["zero_shot"].metrics["test"]["accuracy"] == \
         sum(p == s["reference"] for p, s in zip(fresh.predictions, stored)) / len(stored)
+
+
+def test_perplexity_of_references_and_label_generation_agreement_are_reported(tmp_path, tiny_model_dir):
+    import math
+
+    from harness import QLoRA
+    from tiny import write_classification_jsonl
+
+    write_classification_jsonl(tmp_path / "data.jsonl", n=48)
+    (tmp_path / "s.md").write_text("answer 1 or 0")
+    spec = Experiment(name="ppl", data="data.jsonl", model=str(tiny_model_dir), split=(24, 12, 12),
+                      baselines=[baselines.zero_shot("s.md")], candidate=QLoRA(epochs=1, batch_size=8),
+                      metrics=("perplexity",), regression=None)
+    store = Store(tmp_path / "h.duckdb")
+    lines = []
+    result = run_experiment(spec, store, root=tmp_path, log=lines.append)
+    for approach in (result.baselines["zero_shot"], result.candidate):
+        test = approach.metrics["test"]
+        assert test["perplexity"] > 1 and math.isfinite(test["perplexity"])
+        assert test["perplexity"] == pytest.approx(math.exp(-test["perplexity_mean_log_likelihood"]))
+        assert 0 <= test["generation_valid_rate"] <= 1 and test["agreement_rows"] == 12
+        agreement = test["label_generation_agreement"]
+        assert math.isnan(agreement) if test["generation_valid_rate"] == 0 else 0 <= agreement <= 1
+    assert any("greedy generation gives a valid label on" in line for line in lines)
+    [run] = store.runs("ppl")
+    stored = {(m["approach"], m["split"], m["metric"]) for m in store.rows("metrics", run["run_id"])}
+    assert ("candidate", "test", "perplexity") in stored and ("zero_shot", "val", "perplexity") in stored
+    assert ("candidate", "test", "label_generation_agreement") in stored
+    # a rerun takes perplexity inputs and generations from the output cache
+    again = []
+    rerun = run_experiment(spec, store, root=tmp_path, log=again.append)
+    assert rerun.candidate.metrics["test"]["perplexity"] == pytest.approx(result.candidate.metrics["test"]["perplexity"])
+    assert any("reference perplexity: 12 of 12 outputs from the cache" in line for line in again)
+    assert any("agreement check): 12 of 12 outputs from the cache" in line for line in again)
+
+
+def test_a_generated_answer_gives_a_label_only_when_it_says_one():
+    from harness.scoring import generated_label
+
+    labels = ["0", "1", "not sarcastic"]
+    assert generated_label(" 1", labels) == "1"
+    assert generated_label('"1."', labels) == "1"
+    assert generated_label("Not sarcastic - it reports a fact", labels) == "not sarcastic"
+    assert generated_label("10", labels) is None  # a different number, not label "1"
+    assert generated_label("I think it is sarcastic", labels) is None
+    assert generated_label("", labels) is None

@@ -80,3 +80,24 @@ def test_generation_produces_text(tiny):
     out = scoring.generate(model, tokenizer, _prompts(tokenizer, 4), max_new_tokens=4)
     assert any(p for p in out.predictions)  # otherwise the equality test above proves nothing
     assert all(0 < n <= 4 for n in out.generated_tokens)
+
+
+def test_continuation_log_likelihoods_match_a_plain_forward_per_example(tiny):
+    """Batched, left-padded, prefix-cached reference scoring equals summing log-probs of each
+    reference's tokens from one unpadded forward per example."""
+    import torch
+
+    model, tokenizer = tiny
+    prompts = _prompts(tokenizer, 6)
+    references = ["1", "0", "the cat sat on the mat", "", "area man wins nothing again", "senate passes"]
+    loglik, counts = scoring.score_continuations(model, tokenizer, prompts, references, batch_size=4)
+    for prompt, reference, ll, n in zip(prompts, references, loglik, counts):
+        head = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        full = tokenizer(prompt + reference, add_special_tokens=False)["input_ids"]
+        tail = full[len(head):]
+        assert n == len(tail)
+        with torch.no_grad():
+            logprobs = model(input_ids=torch.tensor([full])).logits[0].log_softmax(-1)
+        expected = sum(logprobs[len(head) - 1 + k, t].item() for k, t in enumerate(tail))
+        assert ll == pytest.approx(expected, abs=1e-3)
+    assert counts[3] == 0 and loglik[3] == 0.0

@@ -17,6 +17,8 @@ list under ``"per_example"``:
     bertscore    f1 (headline), precision, recall             per_example F1
     json_valid   parses as JSON (optional schema)             per_example 0/1
     regex_match  fully matches pattern=...                    per_example 0/1
+    perplexity   of the references under the answering model  per_example perplexity
+                 (from log-likelihoods the pipeline computes; lower is better: not a key metric)
 
 ``load(name_or_path, **config)`` resolves a shipped name, else a path to a user's own
 evaluate module (a folder holding a script of the same name, or a .py file), else tries
@@ -43,7 +45,8 @@ __all__ = ["KEY_METRICS", "SHIPPED", "Metric", "MetricResult", "load"]
 _HERE = Path(__file__).resolve().parent
 
 #: Metrics shipped in this package (a folder ``<name>/<name>.py`` each).
-SHIPPED: tuple[str, ...] = ("accuracy", "bertscore", "exact_match", "json_valid", "macro_f1", "regex_match", "rouge")
+SHIPPED: tuple[str, ...] = ("accuracy", "bertscore", "exact_match", "json_valid", "macro_f1", "perplexity",
+                             "regex_match", "rouge")
 
 #: Names usable as an experiment's key metric: their value is the mean of their per-example
 #: scores, which the paired statistics need. Maps the name to its headline aggregate.
