@@ -293,10 +293,12 @@ def recommend(gates, approaches: list, task: str | None, cost_view: CostView | N
                               + costs(details))
 
     # five_percent_rule passed: the other gates decide whether that win is trustworthy.
+    allowed = []  # INCONCLUSIVE gates the spec lets pass: named, not hidden behind "every gate passed"
     for name, (g_outcome, g_message, g_details) in found.items():
         if name == "five_percent_rule" or g_outcome in ("PASS", "SKIP"):
             continue
         if g_outcome == "INCONCLUSIVE" and g_details.get("allow_inconclusive"):
+            allowed.append(name)
             continue
         if name == "overfit" or g_outcome == "INCONCLUSIVE":
             return Recommendation("collect more data", reasons + [
@@ -326,7 +328,11 @@ def recommend(gates, approaches: list, task: str | None, cost_view: CostView | N
                        f"less per call; run the experiment again with a smaller model= to confirm")
         return Recommendation("fine-tune a smaller model", reasons)
     what = "behaviour, style and format" if task == "generation" else "a task prompting does not get right"
-    reasons.append(f"every gate passed: fine-tuning pays for {what} here")
+    if allowed:
+        reasons.append(f"every gate passed except {', '.join(allowed)}, INCONCLUSIVE and allowed by the spec "
+                       f"(allow_inconclusive): fine-tuning pays for {what} here, with that check unsettled")
+    else:
+        reasons.append(f"every gate passed: fine-tuning pays for {what} here")
     return Recommendation("fine-tune", reasons)
 
 

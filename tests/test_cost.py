@@ -112,7 +112,10 @@ def test_a_regression_keeps_prompting_and_an_allowed_inconclusive_does_not_block
     rec = cost.recommend(stored, approaches(), "classification")
     assert rec.verdict == "keep prompting" and "mmlu accuracy fell 6.0 points" in rec.reasons[-1]
     allowed = {"gate": "regression", "outcome": "INCONCLUSIVE", "message": "", "details": {"allow_inconclusive": True}}
-    assert cost.recommend([passing_rule().row(), allowed], approaches(), "classification").verdict == "fine-tune"
+    rec = cost.recommend([passing_rule().row(), allowed], approaches(), "classification")
+    assert rec.verdict == "fine-tune"
+    assert "every gate passed except regression, INCONCLUSIVE and allowed by the spec" in rec.reasons[-1]
+    assert not any(r.startswith("every gate passed:") for r in rec.reasons)
 
 
 def test_use_retrieval_for_a_knowledge_task_the_fine_tune_did_not_crack():
