@@ -487,7 +487,7 @@ def _run(experiment: Experiment, store: Store, run_id: str, record: RunRecord, r
     for approach, model_id, get_model, messages in approaches:
         _score_with_twin(scorer, twins, approach, pick_split, pick_rows, model_id, get_model, messages, key, extra,
                          name)
-    best = max(_with_twins(approaches, twins), key=lambda a: a.metrics[pick_split][key.name])
+    best = max(_with_twins(approaches, twins), key=lambda a: _selection_key(a, pick_split, key.name))
     log(f"{name}: best baseline on {pick_split}: {best.name} ({key.name} {best.metrics[pick_split][key.name]:.3f})")
 
     suite_prompts = [regression.prompt(q) for q in suite.rows] if suite else []
@@ -643,6 +643,16 @@ def _score_split(scorer: _Scorer, approach: Approach, split: str, rows: list, mo
             f"{name}: {approach.name} {what or split} reference perplexity")
     _record_split(approach, split, rows, scored, key, extra)
     return scored
+
+
+def _selection_key(approach: Approach, split: str, metric: str) -> tuple:
+    """Best key metric on the selection split. Ties are common (prompts that answer one class
+    for every row all score its share), so they go to the higher macro-F1 there, which rewards
+    a prompt that tells the classes apart, then to the shorter prompt; then to the first declared."""
+    values = approach.metrics[split]
+    f1 = values.get("macro_f1", 0.0) if metric != "macro_f1" else 0.0
+    tokens = approach.prompt_token_counts.get(split) or [0]
+    return values[metric], f1 if f1 == f1 else 0.0, -sum(tokens) / len(tokens)
 
 
 def _score_with_twin(scorer: _Scorer, twins: dict, approach: Approach, split: str, rows: list, model_id: str,

@@ -130,3 +130,18 @@ def test_a_generated_answer_gives_a_label_only_when_it_says_one():
     assert generated_label("10", labels) is None  # a different number, not label "1"
     assert generated_label("I think it is sarcastic", labels) is None
     assert generated_label("", labels) is None
+
+
+def test_a_tie_on_the_key_metric_goes_to_the_prompt_that_tells_the_classes_apart():
+    from harness.pipeline import Approach, _selection_key
+
+    one_class = Approach("one_class", "baseline", {}, metrics={"val": {"accuracy": 0.575, "macro_f1": 0.36}},
+                         prompt_token_counts={"val": [40, 40]})
+    both = Approach("both", "baseline", {}, metrics={"val": {"accuracy": 0.575, "macro_f1": 0.57}},
+                    prompt_token_counts={"val": [200, 200]})
+    short = Approach("short", "baseline", {}, metrics={"val": {"accuracy": 0.575, "macro_f1": 0.57}},
+                     prompt_token_counts={"val": [60, 60]})
+    assert max([one_class, both], key=lambda a: _selection_key(a, "val", "accuracy")).name == "both"
+    assert max([both, short], key=lambda a: _selection_key(a, "val", "accuracy")).name == "short"
+    better = Approach("better", "baseline", {}, metrics={"val": {"accuracy": 0.6, "macro_f1": 0.3}})
+    assert max([both, better], key=lambda a: _selection_key(a, "val", "accuracy")).name == "better"
