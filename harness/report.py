@@ -620,7 +620,9 @@ def _sweep(found: dict, run_key: str | None) -> dict:
         "best": best, "best_params": ", ".join(f"{k}={_param_text(v)}" for k, v in best["params"].items())
         if best else None,
         "params": params, "rows": trials,
-        "scatters": [{"param": p, "svg": _sweep_scatter(p, trials, metric)} for p in params],
+        # a setting every trial shared (a fixed value such as evals_per_epoch) has nothing to plot
+        "scatters": [{"param": p, "svg": _sweep_scatter(p, trials, metric)} for p in params
+                     if len({_param_text(t["params"].get(p)) for t in trials}) > 1],
         "curves_svg": _sweep_curves(trials),
     }
 

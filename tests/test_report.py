@@ -130,18 +130,18 @@ def _sweep_trials() -> list[dict]:
     full = [(20, 1.2), (40, 0.9), (60, 0.8)]
     cosine = "cosine"
     return [
-        _trial(SWEEP_STUDY, "sarcasm", 0, "COMPLETE", {"r": 8, "learning_rate": 1e-4, "lr_scheduler": cosine},
+        _trial(SWEEP_STUDY, "sarcasm", 0, "COMPLETE", {"r": 8, "learning_rate": 1e-4, "lr_scheduler": cosine, "evals_per_epoch": 2},
                0.70, full, seconds=190.0),
-        _trial(SWEEP_STUDY, "sarcasm", 1, "PRUNED", {"r": 16, "learning_rate": 2e-5, "lr_scheduler": cosine},
+        _trial(SWEEP_STUDY, "sarcasm", 1, "PRUNED", {"r": 16, "learning_rate": 2e-5, "lr_scheduler": cosine, "evals_per_epoch": 2},
                None, [(20, 1.9)], seconds=64.0),
         _trial(SWEEP_STUDY, "sarcasm", SWEEP_BEST, "COMPLETE",
-               {"r": 16, "learning_rate": 2e-4, "lr_scheduler": cosine}, 0.80, [(20, 1.0), (40, 0.7), (60, 0.6)],
+               {"r": 16, "learning_rate": 2e-4, "lr_scheduler": cosine, "evals_per_epoch": 2}, 0.80, [(20, 1.0), (40, 0.7), (60, 0.6)],
                seconds=192.5),
-        _trial(SWEEP_STUDY, "sarcasm", 3, "FAIL", {"r": 64, "learning_rate": 1e-3, "lr_scheduler": cosine},
+        _trial(SWEEP_STUDY, "sarcasm", 3, "FAIL", {"r": 64, "learning_rate": 1e-3, "lr_scheduler": cosine, "evals_per_epoch": 2},
                None, [], seconds=3.0, worker=ATTR_XSS, error=f"OutOfMemoryError: CUDA out of memory {CLOSE_SCRIPT}"),
-        _trial(SWEEP_STUDY, "sarcasm", 4, "PRUNED", {"r": 8, "learning_rate": 5e-5, "lr_scheduler": XSS},
+        _trial(SWEEP_STUDY, "sarcasm", 4, "PRUNED", {"r": 8, "learning_rate": 5e-5, "lr_scheduler": XSS, "evals_per_epoch": 2},
                None, [(20, 2.1), (40, 1.8)], seconds=120.0),
-        _trial(SWEEP_STUDY, "sarcasm", 5, "COMPLETE", {"r": 32, "learning_rate": 5e-4, "lr_scheduler": XSS},
+        _trial(SWEEP_STUDY, "sarcasm", 5, "COMPLETE", {"r": 32, "learning_rate": 5e-4, "lr_scheduler": XSS, "evals_per_epoch": 2},
                0.75, [(20, 1.1), (40, 0.8), (60, 0.9)], seconds=188.0),
         _trial("headlines.v2-old", "headlines.v2", 0, "COMPLETE", {"r": 8}, 0.6, [(10, 1.0)]),
         _trial("headlines.v2-new", "headlines.v2", 7, "COMPLETE", {"alpha": 16}, 0.7, [(10, 0.9)]),
@@ -389,7 +389,8 @@ def test_sweep_section(reports):
     # the one-line summary: counts by state, the winner with its settings and score, the cost
     summary = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", section.split("</p>", 1)[0]))
     assert "6 trials (3 complete, 2 pruned, 1 failed)" in summary
-    assert f"best trial #{SWEEP_BEST} (r=16, learning_rate=2e-4, lr_scheduler=cosine): accuracy on val 0.800" \
+    assert f"best trial #{SWEEP_BEST} (r=16, learning_rate=2e-4, lr_scheduler=cosine, evals_per_epoch=2): " \
+        f"accuracy on val 0.800" \
         in summary
     assert "12m 37s of trial time" in summary  # 190 + 64 + 192.5 + 3 + 120 + 188 = 757.5 s
     assert "240 optimizer steps (180 in complete trials, 60 in pruned" in summary and "0 in failed" in summary
@@ -398,6 +399,7 @@ def test_sweep_section(reports):
     assert section.count('<svg class="scatter"') == 3
     for param in ("r", "learning_rate", "lr_scheduler"):
         assert f"<h3>{param}</h3>" in section
+    assert "<h3>evals_per_epoch</h3>" not in section  # the same in every trial: a column, not a plot
     assert section.count('class="pt best"') == 3 and section.count('class="pt pruned"') == 6
     assert section.count('class="pt complete"') == 6  # the failed trial has no dot
     assert "learning_rate (log scale)" in section and ">1e-4<" in section
