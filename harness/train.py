@@ -131,6 +131,10 @@ def train(model, tokenizer, spec: QLoRA, train_rows: list[dict], val_rows: list[
                          callbacks=[_progress_callback(log, name), *callbacks] + (
                              [EarlyStoppingCallback(early_stopping_patience=spec.early_stopping_patience)]
                              if early_stopping else []))
+    # With tqdm off, transformers prints every log dict to stdout; the progress callback says it better.
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)
     trainable, total = trainer.model.get_nb_trainable_parameters()
     log(f"{name}: QLoRA r={spec.r} alpha={spec.alpha} lr={spec.learning_rate:g} epochs={spec.epochs:g}: "
         f"{trainable:,} trainable of {total:,} parameters, {total_steps} steps on {'cuda' if cuda else 'cpu'}")
