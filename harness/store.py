@@ -23,6 +23,7 @@ import duckdb
 import pyarrow as pa
 from filelock import FileLock
 
+from harness import workers
 from harness.errors import StoreError
 
 DEFAULT_PATH = ".harness/harness.duckdb"
@@ -119,6 +120,11 @@ MIGRATIONS: list[tuple[str, str]] = [
             PRIMARY KEY (study, number)
         );
     """),
+    ("runs_worker", """
+        -- host:pid of the process running it: a run left 'running' by a process that no longer
+        -- exists is marked failed (incomplete) the next time the store is opened on that host
+        ALTER TABLE runs ADD COLUMN worker VARCHAR;
+    """),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -134,6 +140,11 @@ class RunRecord:
     curves: list[dict] = field(default_factory=list)
     gates: list[dict] = field(default_factory=list)
     run_fields: dict = field(default_factory=dict)  # late facts about the run (task, hashes)
+
+
+# DuckDB's words for a file it cannot read as a database (not for a lock held by another process)
+_DAMAGE_SIGNS = ("not a valid DuckDB database", "Could not read enough bytes", "Corrupt", "corrupt", "checksum",
+                 "Serialization Error", "Failure while replaying WAL")
 
 
 def _now() -> datetime:
@@ -173,10 +184,12 @@ class Store:
             self._lock = FileLock(self.path + ".lock", timeout=600)
         with self.connect() as con:
             self._migrate(con)
+            self._fail_dead_runs(con)
 
     @contextlib.contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A connection held only for the block, under the cross-process lock."""
+        """A connection held only for the block, under the cross-process lock. A file DuckDB
+        cannot read (on open, or when a query reaches a damaged block) is moved aside, kept."""
         if self._memory:
             yield self._shared
             return
@@ -184,12 +197,49 @@ class Store:
             try:
                 con = duckdb.connect(self.path, read_only=read_only and Path(self.path).exists())
             except duckdb.Error as e:
+                self._raise_damaged(e)
                 raise StoreError(f"store {self.path} cannot be opened: {str(e).splitlines()[0]}; "
                                  f"move it aside to start a new store") from e
             try:
                 yield con
+            except duckdb.Error as e:
+                con.close()
+                self._raise_damaged(e)
+                raise
             finally:
                 con.close()
+
+    def _raise_damaged(self, error: Exception) -> None:
+        first = str(error).splitlines()[0]
+        if any(sign in first for sign in _DAMAGE_SIGNS):
+            kept = self._keep_aside()
+            raise StoreError(f"store {self.path} is damaged ({first}); it was moved, untouched, to {kept}; "
+                             f"the next run starts a new store (recover old runs from the kept file with the "
+                             f"duckdb CLI, or restore a backup in its place)") from error
+
+    def _keep_aside(self) -> str:
+        """Move a damaged store (and its write-ahead log) to a dated name beside it; never delete."""
+        stamp = f"{_now():%Y%m%dT%H%M%S}"
+        kept = f"{self.path}.damaged-{stamp}"
+        for suffix in ("", ".wal"):
+            if Path(self.path + suffix).exists():
+                Path(self.path + suffix).rename(kept + suffix)
+        return kept
+
+    def _fail_dead_runs(self, con) -> None:
+        """Runs left 'running' by a process of this host that no longer exists (killed, crashed):
+        nothing of theirs was committed but the start, so they are marked failed, saying so."""
+        has_worker = con.execute("SELECT count(*) FROM information_schema.columns WHERE table_name = 'runs' "
+                                 "AND column_name = 'worker'").fetchone()[0]
+        if not has_worker:  # a store migrated only part way, by an older harness
+            return
+        for run_id, worker in con.execute("SELECT run_id, worker FROM runs WHERE status = 'running' "
+                                          "AND worker IS NOT NULL").fetchall():
+            if workers.died(worker):
+                con.execute("UPDATE runs SET status = 'failed', finished_at = ?, error = ? WHERE run_id = ? "
+                            "AND status = 'running'",
+                            [_now(), f"incomplete: the process running it ({worker}) ended before the run "
+                                     f"finished; none of its results were committed", run_id])
 
     def _migrate(self, con) -> None:
         con.execute("CREATE TABLE IF NOT EXISTS schema_migrations "
@@ -219,9 +269,10 @@ class Store:
     def start_run(self, experiment: str, *, spec_file: str | None, config: dict, provenance: dict | None = None) -> str:
         run_id = f"{_now():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
         with self.connect() as con:
-            con.execute("INSERT INTO runs (run_id, experiment, spec_file, status, started_at, config, provenance) "
-                        "VALUES (?, ?, ?, 'running', ?, ?, ?)",
-                        [run_id, experiment, spec_file, _now(), _json(config), _json(provenance)])
+            con.execute("INSERT INTO runs (run_id, experiment, spec_file, status, started_at, config, provenance, "
+                        "worker) VALUES (?, ?, ?, 'running', ?, ?, ?, ?)",
+                        [run_id, experiment, spec_file, _now(), _json(config), _json(provenance),
+                         workers.worker_id()])
         return run_id
 
     def finish_run(self, run_id: str, record: RunRecord) -> None:

@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import socket
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
+from harness import workers
 from harness.errors import SpecError
 from harness.experiment import QLoRA, Sweep
 
@@ -130,20 +129,6 @@ def load_study(name: str, storage, sweep: Sweep):
                                sampler=sampler, pruner=_pruner(sweep))
 
 
-def worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def fail_dead_trials(study) -> list[int]:
     """Mark failed the running trials whose worker on this host no longer exists.
 
@@ -151,12 +136,10 @@ def fail_dead_trials(study) -> list[int]:
     alive. Remote workers' trials are left to the RDB storage's heartbeat."""
     from optuna.trial import TrialState
 
-    host = socket.gethostname()
     failed = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         owner = trial.user_attrs.get("worker", "")
-        owner_host, _, pid = owner.rpartition(":")
-        if owner_host == host and pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+        if workers.died(owner):
             try:
                 study._storage.set_trial_user_attr(trial._trial_id, "error", f"worker {owner} died mid-trial")
                 study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
@@ -237,7 +220,7 @@ def run(sweep: Sweep, candidate: QLoRA, *, name: str, experiment: str, key_metri
     mirror(store, study, experiment, key_metric)
 
     def objective(trial) -> float:
-        trial.set_user_attr("worker", worker_id())
+        trial.set_user_attr("worker", workers.worker_id())
         params = sweep.suggest(trial)
         try:
             spec = QLoRA(**{**candidate.config(), **params})

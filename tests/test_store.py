@@ -79,9 +79,11 @@ def test_an_old_store_is_migrated_on_open_and_keeps_its_runs(tmp_path, monkeypat
     with monkeypatch.context() as m:
         m.setattr(store_mod, "MIGRATIONS", old)
         m.setattr(store_mod, "SCHEMA_VERSION", len(old))
-        s = Store(path)
-        run_id = s.start_run("x", spec_file=None, config={"a": 1})
+        Store(path)
+        run_id = "20260101T000000-old"  # written as that older harness wrote runs
         con = duckdb.connect(str(path))
+        con.execute("INSERT INTO runs (run_id, experiment, status, started_at, config) "
+                    "VALUES (?, 'x', 'complete', now(), '{\"a\": 1}')", [run_id])
         con.execute("INSERT INTO approaches (run_id, approach, kind) VALUES (?, 'zero_shot', 'baseline')", [run_id])
         con.close()
     s = Store(path)

@@ -1,0 +1,135 @@
+"""Faults inflicted on purpose: nothing committed is lost, nothing half-written is trusted."""
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from harness.errors import StoreError
+from harness.store import RunRecord, Store
+
+
+def _finished_run(store: Store, name: str = "exp") -> str:
+    run_id = store.start_run(name, spec_file=None, config={})
+    store.finish_run(run_id, RunRecord(
+        predictions=[{"approach": "candidate", "split": "test", "idx": 0, "input": "x", "reference": "1",
+                      "prediction": "1", "score": 1.0}],
+        gates=[{"gate": "five_percent_rule", "outcome": "PASS", "message": "ok", "details": {}}]))
+    return run_id
+
+
+def test_a_damaged_store_is_detected_on_open_and_kept_aside_never_deleted(tmp_path):
+    path = tmp_path / "h.duckdb"
+    _finished_run(Store(path))
+    size = path.stat().st_size
+    with open(path, "r+b") as f:  # a write cut off half way
+        f.truncate(size // 2)
+    damaged = path.read_bytes()
+    with pytest.raises(StoreError, match=r"h\.duckdb is damaged \(.*\); it was moved, untouched, to .*damaged-"):
+        Store(path).runs()  # on open, or at the first read that reaches a damaged block
+    [kept] = tmp_path.glob("h.duckdb.damaged-*")
+    assert kept.read_bytes() == damaged  # kept byte for byte, not deleted, not "repaired"
+    assert Store(path).runs() == []  # the next run starts a new store
+
+
+def test_a_lock_held_elsewhere_is_not_mistaken_for_damage(tmp_path, monkeypatch):
+    path = tmp_path / "h.duckdb"
+    store = Store(path)
+
+    def locked(*args, **kwargs):
+        raise duckdb.IOException('IO Error: Could not set lock on file "h.duckdb": Conflicting lock is held')
+
+    monkeypatch.setattr(duckdb, "connect", locked)
+    with pytest.raises(StoreError, match="cannot be opened: .*Conflicting lock"):
+        store.runs()
+    assert path.exists() and not list(tmp_path.glob("*.damaged-*"))
+
+
+def test_a_torn_write_ahead_log_loses_whole_transactions_only(tmp_path):
+    """A write-ahead log cut off mid-transaction (power loss): DuckDB drops the torn tail on
+    replay. The run whose results were in it is not complete; every earlier run is intact; no
+    verdict exists without its predictions."""
+    path = tmp_path / "h.duckdb"
+    store = Store(path)
+    first = _finished_run(store)
+    # Hold the database open with checkpoints off, so the next run's writes stay in the log.
+    keeper = duckdb.connect(str(path))
+    keeper.execute("PRAGMA disable_checkpoint_on_shutdown")
+    keeper.execute("SET checkpoint_threshold = '1GB'")
+    second = _finished_run(store)
+    wal = Path(f"{path}.wal")
+    assert wal.exists() and wal.stat().st_size > 0
+    copy = tmp_path / "copy" / "h.duckdb"
+    copy.parent.mkdir()
+    shutil.copy(path, copy)
+    log = wal.read_bytes()
+    Path(f"{copy}.wal").write_bytes(log[: len(log) - 200])  # the last transaction torn
+    keeper.close()
+
+    reopened = Store(copy)
+    runs = {r["run_id"]: r for r in reopened.runs()}
+    assert runs[first]["status"] == "complete"
+    assert len(reopened.rows("predictions", first)) == 1 and len(reopened.rows("gates", first)) == 1
+    if second in runs:  # its start survived, its finish did not
+        assert runs[second]["status"] != "complete"
+    for run_id in runs:
+        if reopened.rows("gates", run_id):
+            assert reopened.rows("predictions", run_id), "a verdict without its predictions"
+
+
+KILLED_RUN = textwrap.dedent("""
+    import os, signal, sys
+    sys.path.insert(0, {tests!r})
+    from harness import Experiment, QLoRA, baselines
+    from harness.pipeline import run_experiment
+    from harness.store import Store
+
+    def log(message):
+        # every prediction is made; the verdict and the store's one transaction are next
+        if "candidate accuracy" in message:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    spec = Experiment(name="killed", data="data.jsonl", model={model!r}, split=(24, 8, 16),
+                      baselines=[baselines.zero_shot("s.md")], candidate=QLoRA(epochs=1), regression=None)
+    run_experiment(spec, Store("h.duckdb"), root=".", log=log)
+""")
+
+
+def test_a_run_killed_after_its_predictions_but_before_its_verdict_is_marked_incomplete(tmp_path, tiny_model_dir):
+    from tiny import write_classification_jsonl
+
+    write_classification_jsonl(tmp_path / "data.jsonl", n=48)
+    (tmp_path / "s.md").write_text("answer 1 or 0")
+    earlier = _finished_run(Store(tmp_path / "h.duckdb"), "killed")
+    script = KILLED_RUN.format(tests=str(Path(__file__).parent), model=str(tiny_model_dir))
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
+
+    store = Store(tmp_path / "h.duckdb")  # the next run opens the store
+    runs = {r["run_id"]: r for r in store.runs("killed")}
+    [killed] = [r for r in runs.values() if r["run_id"] != earlier]
+    assert killed["status"] == "failed" and killed["error"].startswith("incomplete: the process running it")
+    for table in ("predictions", "metrics", "gates", "approaches", "curves"):
+        assert store.rows(table, killed["run_id"]) == []  # nothing half-written
+    assert runs[earlier]["status"] == "complete" and len(store.rows("gates", earlier)) == 1
+
+
+def test_a_running_run_of_a_live_process_is_left_alone(tmp_path):
+    store = Store(tmp_path / "h.duckdb")
+    run_id = store.start_run("busy", spec_file=None, config={})
+    assert Store(tmp_path / "h.duckdb").runs("busy")[0]["status"] == "running"  # this process is alive
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        with store.connect() as con:  # as if another live process on this host had started it
+            con.execute("UPDATE runs SET worker = ? WHERE run_id = ?", [f"{os.uname().nodename}:{sleeper.pid}",
+                                                                          run_id])
+        assert Store(tmp_path / "h.duckdb").runs("busy")[0]["status"] == "running"
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert Store(tmp_path / "h.duckdb").runs("busy")[0]["status"] == "failed"  # and once it is gone
