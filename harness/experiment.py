@@ -212,6 +212,8 @@ class Experiment:
     gpu_hour_price, calls: price per device-hour and call volume for the cost view (the command
         line's --harness-gpu-hour-price / --harness-calls win over these).
     knowledge_task: the task needs facts the model may lack (the recommendation weighs retrieval).
+    trust_remote_code: run Python code shipped with the model (only for a source you trust).
+    allow_pickle: accept pickled (.bin) weights; by default only safetensors load.
     sweep: a Sweep over the candidate's settings; run with `pytest --sweep` or `harness sweep`,
         and its best trial becomes the candidate (also later, without --sweep).
     max_baselines: the most prompt baselines one run scores, counted after prompt folders are
@@ -243,6 +245,7 @@ class Experiment:
     confidence: float = 0.95
     eval_batch_size: int = 16
     trust_remote_code: bool = False
+    allow_pickle: bool = False
     spec_file: str | None = field(default=None, compare=False)
 
     def __init__(self, name: str | None = None, **kwargs: Any):

@@ -161,19 +161,32 @@ def load_tokenizer(model: ResolvedModel, *, trust_remote_code: bool = False):
     return tokenizer
 
 
-def load_model(model: ResolvedModel, *, quantize: bool = True, trust_remote_code: bool = False):
-    """The base model for training or scoring; 4-bit NF4 when `quantize`."""
+def load_model(model: ResolvedModel, *, quantize: bool = True, trust_remote_code: bool = False,
+               allow_pickle: bool = False):
+    """The base model for training or scoring; 4-bit NF4 when `quantize`.
+
+    Weights load from safetensors only: a pickled checkpoint (.bin) can run code when it is
+    unpickled. allow_pickle=True (the spec's allow_pickle) accepts .bin files, and even then
+    transformers unpickles them with torch.load(weights_only=True), which refuses anything
+    but tensors and plain containers."""
     from transformers import AutoModelForCausalLM
 
-    kwargs = dict(dtype=compute_dtype(), use_safetensors=True, trust_remote_code=trust_remote_code,
-                  device_map={"": device()})
+    kwargs = dict(dtype=compute_dtype(), use_safetensors=None if allow_pickle else True,
+                  trust_remote_code=trust_remote_code, device_map={"": device()})
     if quantize:
         kwargs["quantization_config"] = quantization_config()
     try:
         loaded = AutoModelForCausalLM.from_pretrained(model.path, **kwargs)
     except OSError as e:
-        raise ModelError(f"model {model.name!r} cannot be loaded from {model.path}: {str(e).splitlines()[0]} "
-                         f"(only safetensors weights are loaded)") from e
+        hint = "" if allow_pickle else (" (only safetensors weights are loaded; convert the checkpoint, or set "
+                                        "allow_pickle=True in the spec if you trust its source)")
+        raise ModelError(f"model {model.name!r} cannot be loaded from {model.path}: {str(e).splitlines()[0]}"
+                         f"{hint}") from e
+    except Exception as e:  # an unpickler refusing a payload, remote code refused, a broken file
+        if type(e).__name__ not in ("UnpicklingError", "ValueError", "RuntimeError"):
+            raise
+        raise ModelError(f"model {model.name!r} cannot be loaded from {model.path}: "
+                         f"{type(e).__name__}: {str(e).splitlines()[0][:300]}") from e
     if quantize:
         _keep_4bit_weights_trainable(loaded)
     return loaded

@@ -225,15 +225,16 @@ class _Models:
     baselines never carries an adapter.
     """
 
-    def __init__(self, resolved, trust_remote_code: bool):
-        self.resolved, self.trust_remote_code = resolved, trust_remote_code
+    def __init__(self, resolved, trust_remote_code: bool, allow_pickle: bool = False):
+        self.resolved, self.trust_remote_code, self.allow_pickle = resolved, trust_remote_code, allow_pickle
         self._base = None
         self.candidate = None
 
     def _load(self):
         from harness import models
 
-        return models.load_model(self.resolved, quantize=True, trust_remote_code=self.trust_remote_code)
+        return models.load_model(self.resolved, quantize=True, trust_remote_code=self.trust_remote_code,
+                                 allow_pickle=self.allow_pickle)
 
     def base(self):
         if self._base is None:
@@ -360,7 +361,8 @@ def _prepare(experiment: Experiment, store: Store, root: Path, record: RunRecord
         max_new = longest + 8  # room for a slightly longer answer than any seen, no more
     scorer = _Scorer(store, tokenizer, task, labels, max_new, experiment.eval_batch_size, log)
     return _Prepared(splits, checks, quality, data_sha, data_path, task, labels, test, key, extra, resolved,
-                     tokenizer, scorer, _Models(resolved, experiment.trust_remote_code), f"{resolved.sha256}:nf4")
+                     tokenizer, scorer, _Models(resolved, experiment.trust_remote_code, experiment.allow_pickle),
+                     f"{resolved.sha256}:nf4")
 
 
 def _candidate_rows(experiment: Experiment, spec, root: Path, splits):

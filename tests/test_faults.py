@@ -133,3 +133,57 @@ def test_a_running_run_of_a_live_process_is_left_alone(tmp_path):
         sleeper.kill()
         sleeper.wait()
     assert Store(tmp_path / "h.duckdb").runs("busy")[0]["status"] == "failed"  # and once it is gone
+
+
+class _Payload:
+    """Unpickling this runs a shell command: what a malicious checkpoint would carry."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_pickled_weights_are_refused_unless_allowed_and_a_planted_payload_never_runs(tmp_path, tiny_model_dir):
+    import torch
+
+    from harness.errors import ModelError
+    from harness.models import ResolvedModel, load_model
+
+    evil = tmp_path / "evil"
+    shutil.copytree(tiny_model_dir, evil)
+    for weights in evil.glob("*.safetensors"):
+        weights.unlink()
+    marker = tmp_path / "payload-ran"
+    torch.save({"model.embed_tokens.weight": _Payload(marker)}, evil / "pytorch_model.bin")
+    resolved = ResolvedModel("evil", str(evil), "x")
+    with pytest.raises(ModelError, match="only safetensors weights are loaded.*allow_pickle=True"):
+        load_model(resolved, quantize=False)
+    # asked explicitly: .bin files are read, but only as tensors (torch.load weights_only=True)
+    with pytest.raises(ModelError, match="UnpicklingError|weights_only"):
+        load_model(resolved, quantize=False, allow_pickle=True)
+    assert not marker.exists(), "the pickled payload ran"
+
+
+def test_remote_code_in_a_model_folder_never_runs_unless_the_spec_says_so(tmp_path, tiny_model_dir):
+    import json
+
+    from harness.errors import ModelError
+    from harness.models import ResolvedModel, load_model, load_tokenizer
+
+    evil = tmp_path / "remote"
+    shutil.copytree(tiny_model_dir, evil)
+    marker = tmp_path / "remote-code-ran"
+    (evil / "evil_model.py").write_text(f"import pathlib\npathlib.Path({str(marker)!r}).touch()\n"
+                                        "from transformers import LlamaForCausalLM as EvilModel\n")
+    config = json.loads((evil / "config.json").read_text())
+    config["auto_map"] = {"AutoModelForCausalLM": "evil_model.EvilModel"}
+    (evil / "config.json").write_text(json.dumps(config))
+    resolved = ResolvedModel("remote", str(evil), "x")
+    try:
+        load_model(resolved, quantize=False)  # the built-in class, or a refusal: never the folder's code
+        load_tokenizer(resolved)
+    except ModelError:
+        pass
+    assert not marker.exists(), "code shipped with the model ran without trust_remote_code"
