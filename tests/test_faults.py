@@ -187,3 +187,30 @@ def test_remote_code_in_a_model_folder_never_runs_unless_the_spec_says_so(tmp_pa
     except ModelError:
         pass
     assert not marker.exists(), "code shipped with the model ran without trust_remote_code"
+
+
+HOSTILE_NAMES = ["x'); DROP TABLE runs;--", "../../etc", "/etc/passwd", "a\x00b", "n" * 300]
+HOSTILE_OUTPUTS = ["<script>alert(1)</script>", '"><img src=x onerror=alert(1)>', "javascript:alert(1)",
+                   "</script><script>alert(2)</script>", "nul\x00byte", "emoji \U0001f600 and \u202e rtl"]
+
+
+def test_hostile_names_and_outputs_are_bound_as_values_and_kept_byte_for_byte(tmp_path):
+    """Names never get past the spec (tests/test_experiment.py); a store written some other way
+    still treats them, and hostile model outputs, as values: bound, never spliced into SQL."""
+    store = Store(tmp_path / "h.duckdb")
+    for i, name in enumerate(HOSTILE_NAMES):
+        run_id = store.start_run(name, spec_file=name, config={"name": name})
+        store.finish_run(run_id, RunRecord(predictions=[
+            {"approach": name, "split": "test", "idx": j, "input": out, "reference": out, "prediction": out}
+            for j, out in enumerate(HOSTILE_OUTPUTS)]))
+    assert {r["experiment"] for r in store.runs()} == set(HOSTILE_NAMES)  # and the runs table still exists
+    for name in HOSTILE_NAMES:
+        [run] = store.runs(name)
+        assert run["spec_file"] == name and run["config"] == {"name": name}
+        assert [p["prediction"] for p in store.rows("predictions", run["run_id"])] == HOSTILE_OUTPUTS
+    from harness.report import write_reports
+
+    pages = write_reports(store, tmp_path / "reports")
+    for page in pages:  # every page inside its root, whatever the name asked for
+        assert Path(page).resolve().is_relative_to((tmp_path / "reports").resolve())
+    assert not (tmp_path / "etc").exists() and not Path("/etc/passwd.html").exists()
