@@ -332,6 +332,7 @@ def _prepare(experiment: Experiment, store: Store, root: Path, record: RunRecord
 
     name = experiment.name
     samples, splits, checks, data_sha, data_path, _ = _load_data(experiment, root)
+    record.run_fields.update({"data_path": data_path, "data_sha256": data_sha})  # kept even if the run fails
     task = experiment.task or data_mod.infer_task(samples)
     if not isinstance(experiment.data, dict):
         checks = checks + data_mod.quality_checks(data_mod.Dataset(data_path, "", samples, data_sha), task)
@@ -453,7 +454,7 @@ def _run(experiment: Experiment, store: Store, run_id: str, record: RunRecord, r
         p.scorer
     suite = regression.load_suite(experiment.regression, root=root) \
         if experiment.regression and experiment.candidate else None
-    record.run_fields = {"task": task, "key_metric": key.name, "model": experiment.model,
+    record.run_fields |= {"task": task, "key_metric": key.name, "model": experiment.model,
                          "model_sha256": resolved.sha256, "data_path": data_path, "data_sha256": data_sha,
                          "test_sha256": test.sha256, "provenance": provenance(root, experiment)}
     loaded, base_id = p.loaded, p.base_id

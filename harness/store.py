@@ -296,14 +296,18 @@ class Store:
                 raise
 
     def fail_run(self, run_id: str, error: str, record: RunRecord | None = None) -> None:
-        """Mark a run failed; its checks are kept (they often say why), nothing else."""
+        """Mark a run failed; its checks and input hashes are kept (they say why), nothing else."""
         with self.connect() as con:
             con.execute("BEGIN TRANSACTION")
             try:
+                fields = {}
                 if record is not None:
                     self._insert(con, "checks", run_id, record.checks)
-                con.execute("UPDATE runs SET status = 'failed', finished_at = ?, error = ? WHERE run_id = ?",
-                            [_now(), error, run_id])
+                    # what is known of the input (e.g. the data file's hash) says which file failed
+                    fields = {k: v for k, v in record.run_fields.items() if k in _RUN_FIELDS and k != "provenance"}
+                assignments = "".join(f", {k} = ?" for k in fields)
+                con.execute(f"UPDATE runs SET status = 'failed', finished_at = ?, error = ?{assignments} "
+                            f"WHERE run_id = ?", [_now(), error, *fields.values(), run_id])
                 con.execute("COMMIT")
             except Exception:
                 con.execute("ROLLBACK")

@@ -214,3 +214,40 @@ def test_hostile_names_and_outputs_are_bound_as_values_and_kept_byte_for_byte(tm
     for page in pages:  # every page inside its root, whatever the name asked for
         assert Path(page).resolve().is_relative_to((tmp_path / "reports").resolve())
     assert not (tmp_path / "etc").exists() and not Path("/etc/passwd.html").exists()
+
+
+BAD_LINES = [
+    ('{"text": "b", "label": \n', "invalid_json"),             # cut off mid-object
+    ('["a list", "not an object"]\n', None),                   # valid JSON, not a row
+    ('{"text": "c"}\n', None),                                  # a row without its label
+    ('\xff\xfe not utf-8\n', None),
+]
+
+
+@pytest.mark.parametrize("bad, _", BAD_LINES)
+def test_bad_jsonl_in_a_running_experiment_fails_per_line_ingests_nothing_and_records_the_hash(
+        tmp_path, tiny_model_dir, bad, _):
+    import hashlib
+
+    from harness import Experiment, baselines
+    from harness.errors import DataError
+    from harness.pipeline import run_experiment
+    from tiny import write_classification_jsonl
+
+    write_classification_jsonl(tmp_path / "data.jsonl", n=40)
+    lines = (tmp_path / "data.jsonl").read_bytes().splitlines(keepends=True)
+    lines.insert(6, bad.encode("latin-1") if "\xff" in bad else bad.encode())
+    (tmp_path / "data.jsonl").write_bytes(b"".join(lines))
+    (tmp_path / "s.md").write_text("answer 1 or 0")
+    spec = Experiment(name="bad", data="data.jsonl", model=str(tiny_model_dir), split=(20, 8, 12),
+                      baselines=[baselines.zero_shot("s.md")], regression=None)
+    store = Store(tmp_path / "h.duckdb")
+    with pytest.raises(DataError, match=r"bad: data file data\.jsonl: .*line 7") as err:
+        run_experiment(spec, store, root=tmp_path, log=lambda _: None)
+    assert "\n" not in str(err.value)  # one line
+    [run] = store.runs("bad")
+    assert run["status"] == "failed" and "line 7" in run["error"]
+    assert run["data_sha256"] == hashlib.sha256((tmp_path / "data.jsonl").read_bytes()).hexdigest()
+    for table in ("predictions", "metrics", "approaches", "gates"):
+        assert store.rows(table, run["run_id"]) == []  # nothing ingested from a file that fails
+    assert any(c["level"] == "error" and 7 in c["lines"] for c in store.rows("checks", run["run_id"]))
