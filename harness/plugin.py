@@ -96,11 +96,29 @@ class _Session:
 def pytest_configure(config):
     config._harness = _Session(config)
     _active.append(config._harness)
+    _share_cores_between_workers(config)
+    # pytest-xdist: an experiment runs once per process, so all items of a spec file must go
+    # to one worker; --dist load (what -n picks) would spread them and run it on several.
+    # loadfile keeps a file's items together (loadgroup would too, but pytest 9's node ids
+    # ignore the group suffix pytest-xdist 3.8 adds).
+    if getattr(config.option, "dist", "no") in ("load", "loadscope", "loadgroup", "worksteal"):
+        config.option.dist = "loadfile"
 
 
-def pytest_unconfigure(config):
-    if _active and _active[-1] is getattr(config, "_harness", None):
-        _active.pop()
+def _share_cores_between_workers(config) -> None:
+    """Under pytest-xdist, give each worker's torch its share of the cores: N workers with
+    every core each run many times slower than one (OpenMP threads fight over the cores)."""
+    if not hasattr(config, "workerinput"):
+        return
+    import os
+    import sys
+
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    threads = max(1, (os.cpu_count() or 1) // max(workers, 1))
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
+    else:
+        os.environ.setdefault("OMP_NUM_THREADS", str(threads))
 
 
 def pytest_pycollect_makeitem(collector, name, obj):

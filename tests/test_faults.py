@@ -1,5 +1,6 @@
 """Faults inflicted on purpose: nothing committed is lost, nothing half-written is trusted."""
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -251,3 +252,69 @@ def test_bad_jsonl_in_a_running_experiment_fails_per_line_ingests_nothing_and_re
     for table in ("predictions", "metrics", "approaches", "gates"):
         assert store.rows(table, run["run_id"]) == []  # nothing ingested from a file that fails
     assert any(c["level"] == "error" and 7 in c["lines"] for c in store.rows("checks", run["run_id"]))
+
+
+# what DuckDB (and a lock wait that gave up) would say
+LOCK_ERRORS = re.compile(r"could not set lock|conflicting lock|lock is held|filelock.*timeout", re.IGNORECASE)
+PARALLEL_SPEC = """
+from harness import Experiment, QLoRA, baselines
+
+experiment = Experiment(
+    name="par{i}", data="data.jsonl", model={model!r}, split=(24, 8, 16),
+    baselines=[baselines.zero_shot("system.md")], regression=None,
+    candidate=QLoRA(r=4, alpha=8, learning_rate=3e-2, epochs=1, batch_size=8, warmup_ratio=0.0),
+)
+
+
+def test_user_check(result):
+    assert result.candidate is not None
+"""
+
+
+def test_parallel_workers_and_a_report_built_meanwhile_lose_nothing(
+        heavy_modules, pytester, tiny_model_dir):
+    """`pytest -n 4` over four spec files while `harness report` rebuilds the report in a loop:
+    DuckDB allows one writing process per file, so every access takes a cross-process file
+    lock; each experiment runs once (its spec file is one xdist group) and lands once."""
+    import threading
+    import time
+
+    pytest.importorskip("xdist")
+    from tiny import write_classification_jsonl
+
+    pytester.makeconftest('pytest_plugins = ["harness.plugin"]')
+    write_classification_jsonl(pytester.path / "data.jsonl", n=48)
+    (pytester.path / "system.md").write_text("answer 1 or 0")
+    for i in range(4):
+        pytester.makepyfile(**{f"test_par{i}": PARALLEL_SPEC.format(i=i, model=str(tiny_model_dir))})
+    store_path = pytester.path / ".harness" / "harness.duckdb"
+    reports, stop = [], threading.Event()
+
+    def rebuild_reports():
+        while not stop.is_set():
+            if store_path.exists():
+                done = subprocess.run([sys.executable, "-m", "harness.cli", "report", "--store", str(store_path),
+                                       "--out", str(pytester.path / "side-reports")],
+                                      capture_output=True, text=True, cwd=pytester.path)
+                reports.append((done.returncode, done.stderr))
+            time.sleep(0.2)
+
+    side = threading.Thread(target=rebuild_reports)
+    side.start()
+    try:
+        result = pytester.runpytest_subprocess("-n", "4", "-p", "no:cacheprovider", timeout=900)
+    finally:
+        stop.set()
+        side.join()
+    out = result.stdout.str() + result.stderr.str()
+    assert result.ret == 0, out[-4000:]
+    assert not LOCK_ERRORS.search(out), out[-4000:]
+    result.assert_outcomes(passed=4 * 4)  # per spec file: three gate items and the user test
+    store = Store(store_path)
+    runs = store.runs()
+    assert sorted(r["experiment"] for r in runs) == ["par0", "par1", "par2", "par3"]  # each exactly once
+    assert all(r["status"] == "complete" for r in runs)
+    for run in runs:
+        assert len(store.rows("predictions", run["run_id"], split="test", approach="candidate")) == 16
+    assert reports and all(code == 0 for code, _ in reports), reports[-3:]
+    assert not any(LOCK_ERRORS.search(err) for _, err in reports)
