@@ -510,7 +510,9 @@ def _run(experiment: Experiment, store: Store, run_id: str, record: RunRecord, r
             trained = train_mod.Trained(hit["adapter_path"], hit["adapter_sha256"], **hit["result"])
             log(f"{name}: candidate adapter reused from the cache ({trained.adapter_path}); same base, config and data")
         else:
-            out_dir = _work_dir(store, root, work_dir) / "runs" / run_id
+            # named by what is trained, not by the run: a run killed mid-training and started
+            # again finds its checkpoints here and resumes (harness.train)
+            out_dir = _work_dir(store, root, work_dir) / "train" / adapter_key[:16]
             _check_memory(name, resolved, spec, tokenizer, train_rows, log)
             loaded.candidate, trained = train_mod.train(loaded.for_training(), tokenizer, spec, train_rows, val_rows,
                                                         out_dir, log=log, name=f"{name}: candidate")

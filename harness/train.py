@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,12 +70,52 @@ def adapter_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
+CHECKPOINT_FILES = ("trainer_state.json", "adapter_model.safetensors", "optimizer.pt", "scheduler.pt")
+
+
+def last_complete_checkpoint(folder: Path, *, log: Callable[[str], None] = print, name: str = "candidate"):
+    """The newest checkpoint-N folder whose files are all there and readable, or None.
+
+    transformers writes a checkpoint file by file, so a process killed while saving leaves a
+    folder with some files missing or cut short: it is skipped (and said so), never resumed."""
+    import json
+    import zipfile
+
+    from safetensors import safe_open
+
+    def complete(path: Path) -> bool:
+        try:
+            if not all((path / f).is_file() for f in CHECKPOINT_FILES):
+                return False
+            json.loads((path / "trainer_state.json").read_text())
+            with safe_open(str(path / "adapter_model.safetensors"), "pt") as weights:
+                for key in weights.keys():
+                    weights.get_tensor(key)
+            for archive in ("optimizer.pt", "scheduler.pt"):  # torch.save writes zip archives
+                with zipfile.ZipFile(path / archive) as z:
+                    if z.testzip() is not None:
+                        return False
+            return True
+        except Exception:  # any part that cannot be read means the checkpoint is not complete
+            return False
+
+    found = sorted((p for p in Path(folder).glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
+                   key=lambda p: int(p.name.split("-")[-1]), reverse=True)
+    for path in found:
+        if complete(path):
+            return path
+        log(f"{name}: skipping {path.name}: half-written (a process stopped while saving it)")
+    return None
+
+
 def train(model, tokenizer, spec: QLoRA, train_rows: list[dict], val_rows: list[dict], output_dir: str | Path,
           *, log: Callable[[str], None] = print, name: str = "candidate",
-          callbacks: list | tuple = ()) -> tuple[object, Trained]:
+          callbacks: list | tuple = (), resume: bool = True) -> tuple[object, Trained]:
     """Train LoRA adapters on a (quantized) base model; returns the peft model and what happened.
 
-    `callbacks` are extra transformers TrainerCallbacks (a sweep's pruning callback)."""
+    `callbacks` are extra transformers TrainerCallbacks (a sweep's pruning callback).
+    resume: continue from the last complete checkpoint in `output_dir` (a run killed part way
+    and started again with the same output_dir); a half-written checkpoint is skipped."""
     import torch
     from datasets import Dataset
     from peft import LoraConfig, prepare_model_for_kbit_training
@@ -105,10 +146,11 @@ def train(model, tokenizer, spec: QLoRA, train_rows: list[dict], val_rows: list[
         logging_steps=max(1, min(10, steps_per_epoch // 4)),
         eval_strategy="steps" if val_rows else "no",
         eval_steps=eval_every,
-        # Early stopping keeps the best checkpoint: save at every evaluation, reload the best at the end.
-        save_strategy="steps" if early_stopping else "no",
-        save_steps=eval_every,
-        save_total_limit=2 if early_stopping else None,
+        # A checkpoint at every evaluation (or epoch, without validation): a killed run resumes
+        # from the last complete one, and early stopping reloads the best at the end.
+        save_strategy="steps" if resume or early_stopping else "no",
+        save_steps=eval_every if val_rows else steps_per_epoch,
+        save_total_limit=2,
         load_best_model_at_end=early_stopping,
         metric_for_best_model="eval_loss" if early_stopping else None,
         greater_is_better=False if early_stopping else None,
@@ -143,8 +185,11 @@ def train(model, tokenizer, spec: QLoRA, train_rows: list[dict], val_rows: list[
         start_loss = trainer.evaluate()["eval_loss"]
         curves.append({"step": 0, "epoch": 0.0, "split": "val", "loss": start_loss})
         log(f"{name}: val loss before training {start_loss:.4f}")
+    checkpoint = last_complete_checkpoint(output_dir / "trainer", log=log, name=name) if resume else None
+    if checkpoint is not None:
+        log(f"{name}: resuming from {checkpoint.name} (a previous attempt stopped there)")
     start = time.perf_counter()
-    trainer.train()
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     seconds = time.perf_counter() - start
     step = trainer.state.global_step
     if early_stopping:
@@ -162,6 +207,7 @@ def train(model, tokenizer, spec: QLoRA, train_rows: list[dict], val_rows: list[
     adapter_dir = output_dir / "adapter"
     trainer.model.save_pretrained(adapter_dir)
     tokenizer.save_pretrained(adapter_dir)
+    shutil.rmtree(output_dir / "trainer", ignore_errors=True)  # checkpoints only served a resume
     peft_model = trainer.model
     peft_model.eval()
     return peft_model, Trained(str(adapter_dir), adapter_sha256(adapter_dir), curves, seconds, trainer.state.global_step,

@@ -318,3 +318,82 @@ def test_parallel_workers_and_a_report_built_meanwhile_lose_nothing(
         assert len(store.rows("predictions", run["run_id"], split="test", approach="candidate")) == 16
     assert reports and all(code == 0 for code, _ in reports), reports[-3:]
     assert not any(LOCK_ERRORS.search(err) for _, err in reports)
+
+
+KILLED_TRAINING = textwrap.dedent("""
+    import os, signal, sys
+    sys.path.insert(0, {tests!r})
+    from transformers import TrainerCallback
+    from harness import prompts
+    from harness.data import load, split
+    from harness.experiment import QLoRA
+    from harness.models import ResolvedModel, load_model, load_tokenizer
+    from harness.train import conversation, train
+
+    parts = split(load("d.jsonl").samples, (32, 8, 8), seed=0, stratify=True)
+    rows = lambda ss: [conversation(prompts.candidate_messages(s), s.answer) for s in ss]
+    resolved = ResolvedModel("tiny", {model!r}, "x")
+
+    class KillAfterSaving(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            if state.global_step == {kill_at}:  # the checkpoint is on disk, training goes on: kill now
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    spec = QLoRA(**{spec!r})
+    train(load_model(resolved, quantize=True), load_tokenizer(resolved), spec, rows(parts.train), rows(parts.val),
+          "out", callbacks=[KillAfterSaving()])
+""")
+RESUME_SPEC = dict(r=8, alpha=16, learning_rate=3e-2, epochs=4, batch_size=8, evals_per_epoch=1, warmup_ratio=0.0,
+                   dropout=0.0)
+
+
+def test_training_killed_mid_way_resumes_from_the_last_complete_checkpoint(tmp_path, tiny_model_dir):
+    """SIGKILL training right after its step-8 checkpoint; plant a half-written step-12 one (as if
+    killed while saving). The next attempt skips the broken one, resumes at step 8, and ends
+    where an uninterrupted run ends."""
+    import torch
+    from safetensors.torch import load_file
+
+    from harness import prompts
+    from harness.data import load, split
+    from harness.experiment import QLoRA
+    from harness.models import ResolvedModel, load_model, load_tokenizer
+    from harness.train import conversation, train
+    from tiny import write_classification_jsonl
+
+    write_classification_jsonl(tmp_path / "d.jsonl", n=48)
+    script = KILLED_TRAINING.format(tests=str(Path(__file__).parent), model=str(tiny_model_dir), kill_at=8,
+                                    spec=RESUME_SPEC)
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
+    checkpoints = tmp_path / "out" / "trainer"
+    assert (checkpoints / "checkpoint-8").is_dir() and not (tmp_path / "out" / "adapter").exists()
+    broken = checkpoints / "checkpoint-12"
+    shutil.copytree(checkpoints / "checkpoint-8", broken)
+    with open(broken / "optimizer.pt", "r+b") as f:  # cut off while writing
+        f.truncate(f.seek(0, 2) // 2)
+
+    parts = split(load(tmp_path / "d.jsonl").samples, (32, 8, 8), seed=0, stratify=True)
+    rows = lambda ss: [conversation(prompts.candidate_messages(s), s.answer) for s in ss]
+    resolved = ResolvedModel("tiny", str(tiny_model_dir), "x")
+    tokenizer = load_tokenizer(resolved)
+    lines = []
+    _, resumed = train(load_model(resolved, quantize=True), tokenizer, QLoRA(**RESUME_SPEC), rows(parts.train),
+                       rows(parts.val), tmp_path / "out", log=lines.append)
+    assert any("skipping checkpoint-12: half-written" in line for line in lines), lines
+    assert any("resuming from checkpoint-8" in line for line in lines), lines
+    assert not any(f"step {k}/16 " in line for line in lines for k in range(1, 9))  # steps 1-8 not run again
+    assert any("step 16/16 " in line for line in lines)
+    _, whole = train(load_model(resolved, quantize=True), tokenizer, QLoRA(**RESUME_SPEC), rows(parts.train),
+                     rows(parts.val), tmp_path / "uninterrupted", log=lambda _: None)
+    assert resumed.steps == whole.steps == 16
+    final = lambda t, split: [c["loss"] for c in t.curves if c["split"] == split][-1]
+    assert final(resumed, "val") == pytest.approx(final(whole, "val"), abs=1e-3)
+    assert final(resumed, "train") == pytest.approx(final(whole, "train"), abs=1e-3)
+    a = load_file(str(tmp_path / "out" / "adapter" / "adapter_model.safetensors"))
+    b = load_file(str(tmp_path / "uninterrupted" / "adapter" / "adapter_model.safetensors"))
+    assert a.keys() == b.keys()
+    # the same weights up to float noise (4-bit matmuls are not bit-for-bit across a resume)
+    relative = max(((a[k] - b[k]).norm() / b[k].norm().clamp(min=1e-12)).item() for k in a)
+    assert relative < 1e-2, relative
+    assert not (tmp_path / "out" / "trainer").exists()  # checkpoints go once the adapter is saved
