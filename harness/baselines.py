@@ -5,6 +5,7 @@
     baselines.zero_shot("baselines/sarcasm/", calibrate=True)       # every prompt in the folder
     baselines.few_shot("baselines/sarcasm/system.md", k=8, strategy="balanced", calibrate=True)
     baselines.few_shot("baselines/sarcasm/system.md", k=4, strategy="nearest")
+    baselines.retrieval("baselines/halueval/system.md", knowledge="experiments/data/halueval_passages.jsonl", k=3)
 
 A fine-tune that beats a weak prompt proves nothing, so a spec can ask for several:
 
@@ -14,6 +15,8 @@ A fine-tune that beats a weak prompt proves nothing, so a spec can ask for sever
   label, seeded) or "nearest" (the k train rows most similar to the input, per input);
 - contextual calibration (harness/calibration.py): calibrate=True adds a twin,
   `<name>+calibrated`, re-ranking the same label scores; it costs three content-free prompts.
+- retrieval (harness/retrieval.py), for knowledge tasks: the k knowledge passages most similar
+  to each input, in a context block above it; the answer to "would retrieval do instead?".
 
 Examples come from the train split only, never from validation or test. The best of all of
 them on validation is what the candidate must beat. Experiment(max_baselines=...) bounds how
@@ -40,6 +43,8 @@ class Baseline:
     seed: int = 0
     strategy: str = "random"  # how the k examples are chosen: random | balanced | nearest
     calibrate: bool = False   # also report a contextually calibrated twin
+    knowledge: str | None = None  # retrieval: a JSONL of passages or a folder of .txt/.md files
+    top_k: int = 0            # retrieval: passages put in each input's prompt
 
     def system_prompt(self, root: Path | None = None) -> str:
         path = _under(root, self.system_prompt_file)
@@ -69,7 +74,12 @@ class Baseline:
         return [self.name, calibrated_name(self.name)] if self.calibrate else [self.name]
 
     def config(self) -> dict:
-        return asdict(self)
+        """The settings that shape its prompts: few-shot ones, or for retrieval the retrieval ones."""
+        settings = asdict(self)
+        if self.knowledge is None:
+            del settings["knowledge"], settings["top_k"]
+            return settings
+        return {key: settings[key] for key in ("name", "knowledge", "top_k", "system_prompt_file", "calibrate")}
 
 
 def calibrated_name(name: str) -> str:
@@ -127,6 +137,22 @@ def few_shot(system_prompt: str | Path, k: int = 8, *, strategy: str = "random",
     default = f"few_shot_k{k}" if strategy == "random" else f"few_shot_k{k}_{strategy}"
     return Baseline(name=name or default, system_prompt_file=_check_file_arg("few_shot", system_prompt),
                     k=k, seed=seed, strategy=strategy, calibrate=_check_calibrate("few_shot", calibrate))
+
+
+def retrieval(system_prompt: str | Path, knowledge: str | Path, k: int = 3, *, calibrate: bool = False,
+              name: str | None = None) -> Baseline:
+    """The system prompt, then each input with the k knowledge passages most similar to it
+    (MiniLM embeddings) in a context block above it: retrieval instead of fine-tuning.
+
+    knowledge: a JSONL of passages ({"text": ...}, optional "id" and "title"), or a .txt/.md
+    file or a folder of them, split into passages at blank lines."""
+    if not isinstance(knowledge, (str, Path)) or not str(knowledge):
+        raise SpecError(f"baselines.retrieval: knowledge must be the path of a JSONL of passages or a folder of "
+                        f".txt/.md files, e.g. 'experiments/data/<experiment>_passages.jsonl' (got {knowledge!r})")
+    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+        raise SpecError(f"baselines.retrieval: k (passages per input) must be a positive integer (got {k!r})")
+    return Baseline(name=name or f"retrieval_k{k}", system_prompt_file=_check_file_arg("retrieval", system_prompt),
+                    calibrate=_check_calibrate("retrieval", calibrate), knowledge=str(knowledge), top_k=k)
 
 
 def _check_calibrate(kind: str, calibrate) -> bool:

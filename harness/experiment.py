@@ -279,7 +279,7 @@ class Experiment:
             raise SpecError(f"{where}: needs at least one baseline, e.g. baselines=[baselines.zero_shot(...)]")
         for b in self.baselines:
             if not isinstance(b, Baseline):
-                raise SpecError(f"{where}: baselines must be made with harness.baselines.zero_shot/few_shot "
+                raise SpecError(f"{where}: baselines must be made with harness.baselines.zero_shot/few_shot/retrieval "
                                 f"(got {type(b).__name__})")
         if not isinstance(self.max_baselines, int) or isinstance(self.max_baselines, bool) or self.max_baselines < 1:
             raise SpecError(f"{where}: max_baselines must be a positive integer (got {self.max_baselines!r})")

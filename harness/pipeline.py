@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 from harness import data as data_mod
-from harness import cache, calibration, gates, metrics, prompts, regression, scoring, shots, stats
+from harness import cache, calibration, gates, metrics, prompts, regression, retrieval, scoring, shots, stats
 from harness.baselines import expand as expand_baselines
 from harness.errors import DataError, HarnessError, ModelError, SpecError
 from harness.experiment import Experiment
@@ -48,6 +48,8 @@ class Approach:
     latencies: dict[str, list[float]] = field(default_factory=dict, repr=False)
     prompt_token_counts: dict[str, list[int]] = field(default_factory=dict, repr=False)
     generated_token_counts: dict[str, list[int]] = field(default_factory=dict, repr=False)
+    # split -> the last user message as sent, where the prompt added to the row's input (retrieved passages)
+    inputs: dict[str, list[str]] = field(default_factory=dict, repr=False)
 
 
 @dataclass
@@ -466,27 +468,47 @@ def _run(experiment: Experiment, store: Store, run_id: str, record: RunRecord, r
     twins: dict[str, _CalibratedTwin] = {}
     declared = expand_baselines(experiment.baselines, root, task=task, max_baselines=experiment.max_baselines,
                                 where=name)
-    nearest = None
-    if any(b.strategy == "nearest" and b.k for b in declared):
+    nearest, embedder = None, None
+    retrievers: dict[str, retrieval.Retriever] = {}  # knowledge source -> its index, built once per run
+    if any((b.strategy == "nearest" and b.k) or b.knowledge for b in declared):
         from harness.embed import Embedder
+        from harness.models import cache_dir
 
-        nearest = shots.NearestShots(splits.train, Embedder())
+        embedder = Embedder()  # one model, and one memory of embedded texts, for both
+        if any(b.strategy == "nearest" and b.k for b in declared):
+            nearest = shots.NearestShots(splits.train, embedder)
     for baseline in declared:
         system = baseline.system_prompt(root)
-        shots_for, fixed = shots.chooser(baseline.strategy, splits.train, baseline.k, baseline.seed, nearest)
-        config = {**baseline.config(), "system_prompt": system, "calibrated": False,
-                  "shots": [[s.input_text, s.answer] for s in fixed] if fixed is not None else "per input"}
+        config = {**baseline.config(), "system_prompt": system, "calibrated": False}
+        if baseline.knowledge:
+            if baseline.knowledge not in retrievers:
+                knowledge = retrieval.load_knowledge(baseline.knowledge, root)
+                index = retrieval.build_index(knowledge, embedder, embedder.model_id, cache_dir() / "retrieval",
+                                              log=lambda m: log(f"{name}: {m}"))
+                retrievers[baseline.knowledge] = retrieval.Retriever(index, embedder)
+            retriever = retrievers[baseline.knowledge]
+            # Every row's passage ids would outgrow the config; its prompts are stored with its predictions.
+            config |= {"knowledge_sha256": retriever.index.knowledge.sha256,
+                       "retrieval": retriever.summary(baseline.top_k)}
+            context_for = lambda s, retriever=retriever, k=baseline.top_k: retriever(s, k)
+            build = lambda s, context, system=system: prompts.retrieval_messages(s, system, context)
+            per_input = True
+        else:
+            context_for, fixed = shots.chooser(baseline.strategy, splits.train, baseline.k, baseline.seed, nearest)
+            config["shots"] = [[s.input_text, s.answer] for s in fixed] if fixed is not None else "per input"
+            build = lambda s, context, system=system: prompts.baseline_messages(s, system, context)
+            per_input = fixed is None
         approach = Approach(baseline.name, "baseline", config)
-        messages = lambda s, system=system, shots_for=shots_for: prompts.baseline_messages(s, system, shots_for(s))
+        messages = lambda s, build=build, context_for=context_for: build(s, context_for(s))
         approaches.append((approach, base_id, loaded.base, messages))
         if baseline.calibrate:
             twin = Approach(baseline.scored_as[1], "baseline", {**config, "calibrated": True,
                                                                 "content_free_inputs": list(calibration.CONTENT_FREE)})
-            twins[baseline.name] = _CalibratedTwin(twin, system, shots_for, per_input=fixed is None)
+            twins[baseline.name] = _CalibratedTwin(twin, build, context_for, per_input=per_input)
     pick_split = "val" if splits.val else "train"  # never test: no winner's curse
     pick_rows = splits.val or splits.train[:TRAIN_SCORE_ROWS]
-    if nearest is not None:
-        nearest.embed([s.input_text for s in pick_rows])  # in batches, before prompts ask for one at a time
+    if embedder is not None:
+        embedder([s.input_text for s in pick_rows])  # in batches, before prompts ask for one at a time
     for approach, model_id, get_model, messages in approaches:
         _score_with_twin(scorer, twins, approach, pick_split, pick_rows, model_id, get_model, messages, key, extra,
                          name)
@@ -538,8 +560,8 @@ def _run(experiment: Experiment, store: Store, run_id: str, record: RunRecord, r
 
     # --- final scoring: the test split is opened once, for what was already chosen ----------
     test_rows = test.open("final scoring")
-    if nearest is not None:
-        nearest.embed([s.input_text for s in test_rows])
+    if embedder is not None:
+        embedder([s.input_text for s in test_rows])
     for approach, model_id, get_model, messages in approaches:
         _score_with_twin(scorer, twins, approach, "test", test_rows, model_id, get_model, messages, key, extra, name)
         for scored_approach in _with_twins([(approach,)], twins):
@@ -582,7 +604,8 @@ def _run(experiment: Experiment, store: Store, run_id: str, record: RunRecord, r
                                for m, v in values.items()]
         for split, preds in approach.predictions.items():
             record.predictions += [{"approach": approach.name, "split": split, "idx": i, "example_key": s.key,
-                                    "input": s.input_text, "reference": s.answer, "prediction": p,
+                                    "input": approach.inputs[split][i] if split in approach.inputs
+                                    else s.input_text, "reference": s.answer, "prediction": p,
                                     "score": approach.scores[split][i] if approach.scores[split] else None}
                                    for i, (s, p) in enumerate(zip(rows_of[split], preds))]
     record.curves = [{"approach": "candidate", **c} for c in curves]
@@ -647,6 +670,9 @@ def _score_split(scorer: _Scorer, approach: Approach, split: str, rows: list, mo
             model_id, get_model, message_lists, [s.answer.strip() for s in rows],
             f"{name}: {approach.name} {what or split} reference perplexity")
     _record_split(approach, split, rows, scored, key, extra)
+    sent = [m[-1]["content"] for m in message_lists]
+    if sent != [s.input_text for s in rows]:  # e.g. retrieved passages above the input: store what was sent
+        approach.inputs[split] = sent
     return scored
 
 
@@ -667,6 +693,8 @@ def _score_with_twin(scorer: _Scorer, twins: dict, approach: Approach, split: st
     twin = twins.get(approach.name) if approach.kind == "baseline" else None
     if twin is not None:
         twin.score(scorer, split, rows, scored, model_id, get_model, key, extra, name)
+        if split in approach.inputs:
+            twin.approach.inputs[split] = approach.inputs[split]
 
 
 def _with_twins(approaches: list[tuple], twins: dict) -> list[Approach]:
@@ -682,23 +710,25 @@ def _with_twins(approaches: list[tuple], twins: dict) -> list[Approach]:
 class _CalibratedTwin:
     """A baseline's contextually calibrated copy (harness/calibration.py): the baseline's own
     label scores, re-ranked against p_cf, the label probabilities of content-free inputs under
-    the same system prompt and examples. Measured once per distinct set of examples: once in
-    all for fixed examples, once per input for nearest-neighbour ones."""
+    the same system prompt and context (few-shot examples or retrieved passages). Measured once
+    per distinct context: once in all for fixed examples, once per input for nearest-neighbour
+    examples and retrieved passages.
 
-    def __init__(self, approach: Approach, system: str, shots_for: Callable, per_input: bool):
-        self.approach, self.system, self.shots_for, self.per_input = approach, system, shots_for, per_input
-        self.measured: dict[tuple, tuple[dict, float, int]] = {}  # example keys -> (p_cf, latency ms, tokens)
+    build(sample, context) -> messages; context_for(sample) -> its examples or passages (each with a `key`)."""
+
+    def __init__(self, approach: Approach, build: Callable, context_for: Callable, per_input: bool):
+        self.approach, self.build, self.context_for, self.per_input = approach, build, context_for, per_input
+        self.measured: dict[tuple, tuple[dict, float, int]] = {}  # context keys -> (p_cf, latency ms, tokens)
 
     def score(self, scorer: _Scorer, split: str, rows: list, scored: scoring.Scored, model_id: str,
               get_model: Callable, key, extra, name: str) -> None:
-        examples = [self.shots_for(s) for s in rows]
+        examples = [self.context_for(s) for s in rows]
         sets = [tuple(e.key for e in shots) for shots in examples]
         todo = {k: shots for k, shots in zip(sets, examples) if k not in self.measured}
         if todo:
             inputs = [data_mod.Sample((("user", text),), "") for text in calibration.CONTENT_FREE]
             n = len(inputs)
-            cf = scorer(model_id, get_model, [prompts.baseline_messages(x, self.system, shots)
-                                              for shots in todo.values() for x in inputs],
+            cf = scorer(model_id, get_model, [self.build(x, context) for context in todo.values() for x in inputs],
                         f"{name}: {self.approach.name} content-free inputs ({split})")
             for j, k in enumerate(todo):
                 part = slice(j * n, (j + 1) * n)

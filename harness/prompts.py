@@ -19,6 +19,18 @@ def baseline_messages(sample: Sample, system: str, shots: list[Sample]) -> list[
     return messages + _as_dicts(sample.turns)
 
 
+def retrieval_messages(sample: Sample, system: str, passages) -> list[dict]:
+    """A retrieval baseline's prompt: the system prompt, then the input with the retrieved
+    passages (harness/retrieval.py) in a <context> block above it, in the same user message."""
+    messages = baseline_messages(sample, system, [])
+    if not passages:
+        return messages
+    lines = [f"[{i}] {p.title}: {p.text}" if p.title else f"[{i}] {p.text}" for i, p in enumerate(passages, 1)]
+    context = "<context>\n" + "\n".join(lines) + "\n</context>"
+    messages[-1] = {**messages[-1], "content": f"{context}\n\n{messages[-1]['content']}"}
+    return messages
+
+
 def candidate_messages(sample: Sample, system: str | None = None) -> list[dict]:
     """What the fine-tuned model sees: the data's own conversation (system optionally replaced)."""
     if system is None:
