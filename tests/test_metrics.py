@@ -186,7 +186,7 @@ def test_unknown_metric(monkeypatch):
     with pytest.raises(SpecError) as info:
         metrics.load("foo")
     assert str(info.value) == ("unknown metric 'foo': shipped metrics are accuracy, bertscore, exact_match, "
-                               "json_valid, macro_f1, regex_match, rouge; or give a path to an evaluate module")
+                               "json_valid, macro_f1, perplexity, regex_match, rouge; or give a path to an evaluate module")
     with pytest.raises(SpecError, match="does not exist"):
         metrics.load("./no/such/metric.py")
 
