@@ -7,6 +7,8 @@ not hold. The guides' answer is "retrieve before you fine-tune", so the candidat
 closed book on question -> answer, faces the strongest of the closed-book prompt and a retrieval
 baseline that puts the 3 passages most similar to the question (out of all 350 rows' passages,
 so it must find the right one) above it. Both picked on validation; test is sealed.
+MiniLM finds a row's own passage first for 93% of the questions and among the 3 for 97%; the
+answer appears verbatim in its passage for 338 of the 350 rows.
 """
 from harness import Experiment, QLoRA, baselines
 
@@ -29,6 +31,7 @@ experiment = Experiment(
     # = ~2 min of training; then greedy generation (answers of at most 4 words, so at most ~18
     # new tokens) of 150 val + test rows per baseline and 350 for the candidate (val, test and
     # the 200 train rows of the overfit check); retrieval prompts are ~3 x 90 tokens longer.
+    # Embedding the 350 passages takes ~25 s once; the index is cached for later runs.
     candidate=QLoRA(r=16, alpha=32, learning_rate=2e-4, epochs=2),
     knowledge_task=True,  # the recommendation weighs retrieval against fine-tuning
     regression=None,  # keeps the run short; the sarcasm experiment carries the MMLU regression gate
