@@ -79,7 +79,9 @@ class Baseline:
         if self.knowledge is None:
             del settings["knowledge"], settings["top_k"]
             return settings
-        return {key: settings[key] for key in ("name", "knowledge", "top_k", "system_prompt_file", "calibrate")}
+        keys = ("name", "knowledge", "top_k", "system_prompt_file", "calibrate") + (("k", "strategy", "seed")
+                                                                                    if self.k else ())
+        return {key: settings[key] for key in keys}
 
 
 def calibrated_name(name: str) -> str:
@@ -139,20 +141,30 @@ def few_shot(system_prompt: str | Path, k: int = 8, *, strategy: str = "random",
                     k=k, seed=seed, strategy=strategy, calibrate=_check_calibrate("few_shot", calibrate))
 
 
-def retrieval(system_prompt: str | Path, knowledge: str | Path, k: int = 3, *, calibrate: bool = False,
-              name: str | None = None) -> Baseline:
+def retrieval(system_prompt: str | Path, knowledge: str | Path, k: int = 3, *, shots: int = 0,
+              strategy: str = "random", seed: int = 0, calibrate: bool = False, name: str | None = None) -> Baseline:
     """The system prompt, then each input with the k knowledge passages most similar to it
     (MiniLM embeddings) in a context block above it: retrieval instead of fine-tuning.
 
     knowledge: a JSONL of passages ({"text": ...}, optional "id" and "title"), or a .txt/.md
-    file or a folder of them, split into passages at blank lines."""
+    file or a folder of them, split into passages at blank lines.
+    shots: train examples (question -> answer, without passages) shown first, so a small model
+    sees the answer format; chosen "random" or "balanced", the same for every input."""
     if not isinstance(knowledge, (str, Path)) or not str(knowledge):
         raise SpecError(f"baselines.retrieval: knowledge must be the path of a JSONL of passages or a folder of "
                         f".txt/.md files, e.g. 'experiments/data/<experiment>_passages.jsonl' (got {knowledge!r})")
     if not isinstance(k, int) or isinstance(k, bool) or k < 1:
         raise SpecError(f"baselines.retrieval: k (passages per input) must be a positive integer (got {k!r})")
-    return Baseline(name=name or f"retrieval_k{k}", system_prompt_file=_check_file_arg("retrieval", system_prompt),
-                    calibrate=_check_calibrate("retrieval", calibrate), knowledge=str(knowledge), top_k=k)
+    if not isinstance(shots, int) or isinstance(shots, bool) or shots < 0:
+        raise SpecError(f"baselines.retrieval: shots must be a non-negative integer (got {shots!r})")
+    if strategy not in ("random", "balanced"):
+        raise SpecError(f"baselines.retrieval: strategy must be 'random' or 'balanced' (the examples are the same "
+                        f"for every input; got {strategy!r})")
+    default = f"retrieval_k{k}" + (f"_shots{shots}" if shots else "") + \
+        (f"_{strategy}" if shots and strategy != "random" else "")
+    return Baseline(name=name or default, system_prompt_file=_check_file_arg("retrieval", system_prompt),
+                    k=shots, seed=seed, strategy=strategy, calibrate=_check_calibrate("retrieval", calibrate),
+                    knowledge=str(knowledge), top_k=k)
 
 
 def _check_calibrate(kind: str, calibrate) -> bool:

@@ -491,7 +491,9 @@ def _run(experiment: Experiment, store: Store, run_id: str, record: RunRecord, r
             config |= {"knowledge_sha256": retriever.index.knowledge.sha256,
                        "retrieval": retriever.summary(baseline.top_k)}
             context_for = lambda s, retriever=retriever, k=baseline.top_k: retriever(s, k)
-            build = lambda s, context, system=system: prompts.retrieval_messages(s, system, context)
+            _, fixed = shots.chooser(baseline.strategy, splits.train, baseline.k, baseline.seed)
+            config["shots"] = [[s.input_text, s.answer] for s in fixed]
+            build = lambda s, context, system=system, fixed=fixed: prompts.retrieval_messages(s, system, context, fixed)
             per_input = True
         else:
             context_for, fixed = shots.chooser(baseline.strategy, splits.train, baseline.k, baseline.seed, nearest)
@@ -512,7 +514,8 @@ def _run(experiment: Experiment, store: Store, run_id: str, record: RunRecord, r
     for approach, model_id, get_model, messages in approaches:
         _score_with_twin(scorer, twins, approach, pick_split, pick_rows, model_id, get_model, messages, key, extra,
                          name)
-    best = max(_with_twins(approaches, twins), key=lambda a: _selection_key(a, pick_split, key.name))
+    best = max(_with_twins(approaches, twins),
+               key=lambda a: _selection_key(a, pick_split, key.name, [m.name for m in extra]))
     log(f"{name}: best baseline on {pick_split}: {best.name} ({key.name} {best.metrics[pick_split][key.name]:.3f})")
 
     suite_prompts = [regression.prompt(q) for q in suite.rows] if suite else []
@@ -676,14 +679,16 @@ def _score_split(scorer: _Scorer, approach: Approach, split: str, rows: list, mo
     return scored
 
 
-def _selection_key(approach: Approach, split: str, metric: str) -> tuple:
+def _selection_key(approach: Approach, split: str, metric: str, others: list[str] = ("macro_f1",)) -> tuple:
     """Best key metric on the selection split. Ties are common (prompts that answer one class
-    for every row all score its share), so they go to the higher macro-F1 there, which rewards
-    a prompt that tells the classes apart, then to the shorter prompt; then to the first declared."""
+    for every row all score its share; exact match is 0 for every prompt a small model cannot
+    follow), so they go to the experiment's next metric there (macro-F1 by default for
+    classification, which rewards telling the classes apart; e.g. ROUGE for generation), then to
+    the shorter prompt, then to the first declared."""
     values = approach.metrics[split]
-    f1 = values.get("macro_f1", 0.0) if metric != "macro_f1" else 0.0
+    second = next((values[m] for m in others if m != metric and m in values), 0.0)
     tokens = approach.prompt_token_counts.get(split) or [0]
-    return values[metric], f1 if f1 == f1 else 0.0, -sum(tokens) / len(tokens)
+    return values[metric], second if second == second else 0.0, -sum(tokens) / len(tokens)
 
 
 def _score_with_twin(scorer: _Scorer, twins: dict, approach: Approach, split: str, rows: list, model_id: str,

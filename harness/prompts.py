@@ -19,10 +19,11 @@ def baseline_messages(sample: Sample, system: str, shots: list[Sample]) -> list[
     return messages + _as_dicts(sample.turns)
 
 
-def retrieval_messages(sample: Sample, system: str, passages) -> list[dict]:
-    """A retrieval baseline's prompt: the system prompt, then the input with the retrieved
-    passages (harness/retrieval.py) in a <context> block above it, in the same user message."""
-    messages = baseline_messages(sample, system, [])
+def retrieval_messages(sample: Sample, system: str, passages, shots: list[Sample] = ()) -> list[dict]:
+    """A retrieval baseline's prompt: the system prompt, any examples as earlier turns, then the
+    input with the retrieved passages (harness/retrieval.py) in a <context> block above it,
+    in the same user message."""
+    messages = baseline_messages(sample, system, list(shots))
     if not passages:
         return messages
     lines = [f"[{i}] {p.title}: {p.text}" if p.title else f"[{i}] {p.text}" for i, p in enumerate(passages, 1)]

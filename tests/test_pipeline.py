@@ -145,3 +145,8 @@ def test_a_tie_on_the_key_metric_goes_to_the_prompt_that_tells_the_classes_apart
     assert max([both, short], key=lambda a: _selection_key(a, "val", "accuracy")).name == "short"
     better = Approach("better", "baseline", {}, metrics={"val": {"accuracy": 0.6, "macro_f1": 0.3}})
     assert max([both, better], key=lambda a: _selection_key(a, "val", "accuracy")).name == "better"
+    # generation: exact match 0 for every prompt a small model cannot follow; ROUGE breaks the tie
+    closed = Approach("closed", "baseline", {}, metrics={"val": {"exact_match": 0.0, "rouge": 0.026}})
+    retrieved = Approach("retrieved", "baseline", {}, metrics={"val": {"exact_match": 0.0, "rouge": 0.042}})
+    assert max([closed, retrieved], key=lambda a: _selection_key(a, "val", "exact_match", ["rouge"])).name \
+        == "retrieved"

@@ -196,3 +196,27 @@ def test_a_run_stores_the_retrieval_baseline_with_its_prompts(tmp_path, tiny_mod
         assert [question for _, question in split] == plain
         for context, question in split:  # "area man dog 3" or "senate cat bill 4": the passage on its topic
             assert context == "<context>\n[1] " + passages[question.split()[0]]
+
+
+def test_a_retrieval_baseline_can_show_examples_first_for_the_answer_format():
+    from harness import baselines
+    from harness.data import Sample
+    from harness.errors import SpecError
+    from harness.prompts import retrieval_messages
+
+    b = baselines.retrieval("s.md", knowledge="k.jsonl", k=3, shots=4)
+    assert b.name == "retrieval_k3_shots4" and b.k == 4 and b.top_k == 3
+    assert b.config()["k"] == 4 and b.config()["strategy"] == "random"
+    with pytest.raises(SpecError, match="strategy must be 'random' or 'balanced'"):
+        baselines.retrieval("s.md", knowledge="k.jsonl", shots=2, strategy="nearest")
+
+    class Passage:
+        key, title, text = "p1", "Paris", "Paris is the capital of France."
+
+    shot = Sample((("user", "capital of italy?"),), "Rome")
+    messages = retrieval_messages(Sample((("user", "capital of france?"),), "Paris"), "answer briefly", [Passage()],
+                                  [shot])
+    assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
+    assert messages[1]["content"] == "capital of italy?" and messages[2]["content"] == "Rome"
+    assert messages[3]["content"].startswith("<context>\n[1] Paris: Paris is the capital of France.\n</context>")
+    assert messages[3]["content"].endswith("capital of france?")
