@@ -94,13 +94,15 @@ def _sweep(args) -> int:
 
 
 def _trials(args) -> int:
+    from harness.sweep import describe
+
     store = _open(args.store)
     trials = store.trials(experiment=args.experiment)
     if not trials:
         print("no sweep trials recorded" + (f" for {args.experiment!r}" if args.experiment else ""))
         return 0
     for t in trials:
-        params = " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in (t["params"] or {}).items())
+        params = describe(t["params"] or {}, sep=" ")
         value = f"{t['key_metric']} {t['value']:.4f}" if t["value"] is not None else "-"
         seconds = f"{t['seconds']:.0f}s" if t["seconds"] is not None else "-"
         print(f"{t['study']}  #{t['number']:<3} {t['state']:<8} {value:<18} {t['steps'] or 0:>5} steps {seconds:>7}  "

@@ -138,67 +138,64 @@ class _Scorer:
 
     def __call__(self, model_id: str, get_model: Callable[[], object], message_lists: list[list[dict]],
                  what: str) -> scoring.Scored:
-        rendered = [scoring.render(self.tokenizer, m) for m in message_lists]
-        decoding = ({"labels": self.labels} if self.task == "classification"
-                    else {"greedy": True, "max_new_tokens": self.max_new_tokens})
-        scored, computed = cache.cached_score(self.store, model_id, get_model, lambda model, ps: self._score(
-            model, ps, what), rendered, decoding)
-        if computed < len(rendered):
-            self.log(f"{what}: {len(rendered) - computed} of {len(rendered)} outputs from the cache")
-        return scored
+        """The task's own scoring: label likelihoods for classification, generation otherwise."""
+        if self.task == "classification":
+            return self.raw(model_id, get_model, self._render(message_lists), self.labels, what, template=True)
+        return self.generate(model_id, get_model, message_lists, self.max_new_tokens, what)
 
     def raw(self, model_id: str, get_model: Callable[[], object], texts: list[str], labels: list[str],
-            what: str) -> scoring.Scored:
-        """Label scoring of plain-text prompts (no chat template), e.g. a multiple-choice suite."""
-        def score(model, ps):
+            what: str, template: bool = False) -> scoring.Scored:
+        """Label scoring of prompts as given (e.g. a multiple-choice suite, template=False, or
+        chat-rendered prompts); `template` only keeps the two apart in the cache."""
+        def score(model, prompts):
             self.tokenizer.padding_side = "left"
-            return scoring.score_labels(model, self.tokenizer, ps, labels, batch_size=self.batch_size,
-                                        progress=self._progress(what, len(ps)))
+            return scoring.score_labels(model, self.tokenizer, prompts, labels, batch_size=self.batch_size,
+                                        progress=self._progress(what, len(prompts)))
 
-        scored, computed = cache.cached_score(self.store, model_id, get_model, score, texts,
-                                              {"labels": labels, "template": "none"})
-        if computed < len(texts):
-            self.log(f"{what}: {len(texts) - computed} of {len(texts)} outputs from the cache")
-        return scored
+        decoding = {"labels": labels} if template else {"labels": labels, "template": "none"}
+        return self._cached(model_id, get_model, score, texts, decoding, what)
 
     def generate(self, model_id: str, get_model: Callable[[], object], message_lists: list[list[dict]],
                  max_new_tokens: int, what: str) -> scoring.Scored:
-        """Greedy generation whatever the task (label scoring's agreement check), cached."""
-        rendered = [scoring.render(self.tokenizer, m) for m in message_lists]
-
-        def generate(model, ps):
+        """Greedy generation, batched; also what label scoring's agreement check compares with."""
+        def score(model, prompts):
             self.tokenizer.padding_side = "left"
-            return scoring.generate(model, self.tokenizer, ps, max_new_tokens=max_new_tokens,
-                                    batch_size=self.batch_size, progress=self._progress(what, len(ps)))
+            return scoring.generate(model, self.tokenizer, prompts, max_new_tokens=max_new_tokens,
+                                    batch_size=self.batch_size, progress=self._progress(what, len(prompts)))
 
-        scored, computed = cache.cached_score(self.store, model_id, get_model, generate, rendered,
-                                              {"greedy": True, "max_new_tokens": max_new_tokens})
-        if computed < len(rendered):
-            self.log(f"{what}: {len(rendered) - computed} of {len(rendered)} outputs from the cache")
-        return scored
+        return self._cached(model_id, get_model, score, self._render(message_lists),
+                            {"greedy": True, "max_new_tokens": max_new_tokens}, what)
 
     def references(self, model_id: str, get_model: Callable[[], object], message_lists: list[list[dict]],
                    references: list[str], what: str) -> tuple[list[float], list[int]]:
         """Each reference answer's log-likelihood after its prompt and its token count, cached.
         (The cache row keeps the log-likelihood among its label scores and the count as tokens.)"""
-        rendered = [scoring.render(self.tokenizer, m) for m in message_lists]
-        keyed = {f"{prompt}\x1f{ref}": (prompt, ref) for prompt, ref in zip(rendered, references)}
-        keys = [f"{prompt}\x1f{ref}" for prompt, ref in zip(rendered, references)]
+        pairs = list(zip(self._render(message_lists), references))
+        keys = [f"{prompt}\x1f{ref}" for prompt, ref in pairs]
+        keyed = dict(zip(keys, pairs))
 
         def score(model, wanted):
             self.tokenizer.padding_side = "left"
-            pairs = [keyed[k] for k in wanted]
-            loglik, counts = scoring.score_continuations(model, self.tokenizer, [a for a, _ in pairs],
-                                                         [b for _, b in pairs], batch_size=self.batch_size,
-                                                         progress=self._progress(what, len(pairs)))
-            return scoring.Scored([""] * len(pairs), [0.0] * len(pairs), counts,
+            todo = [keyed[k] for k in wanted]
+            loglik, counts = scoring.score_continuations(model, self.tokenizer, [a for a, _ in todo],
+                                                         [b for _, b in todo], batch_size=self.batch_size,
+                                                         progress=self._progress(what, len(todo)))
+            return scoring.Scored([""] * len(todo), [0.0] * len(todo), counts,
                                   label_logprobs=[{"reference": ll} for ll in loglik], generated_tokens=counts)
 
-        scored, computed = cache.cached_score(self.store, model_id, get_model, score, keys, {"reference_loglik": True})
-        if computed < len(keys):
-            self.log(f"{what}: {len(keys) - computed} of {len(keys)} outputs from the cache")
-        return [lp.get("reference", 0.0) for lp in scored.label_logprobs] or [0.0] * len(keys), \
-            scored.generated_tokens
+        scored = self._cached(model_id, get_model, score, keys, {"reference_loglik": True}, what)
+        return [lp["reference"] for lp in scored.label_logprobs], scored.generated_tokens
+
+    def _render(self, message_lists: list[list[dict]]) -> list[str]:
+        return [scoring.render(self.tokenizer, m) for m in message_lists]
+
+    def _cached(self, model_id: str, get_model: Callable[[], object], score: Callable, prompts: list[str],
+                decoding: dict, what: str) -> scoring.Scored:
+        """Outputs from the cache where there, the model (loaded only then) for the rest."""
+        scored, computed = cache.cached_score(self.store, model_id, get_model, score, prompts, decoding)
+        if computed < len(prompts):
+            self.log(f"{what}: {len(prompts) - computed} of {len(prompts)} outputs from the cache")
+        return scored
 
     def _progress(self, what: str, total: int):
         step = max(1, total // 4)
@@ -208,15 +205,6 @@ class _Scorer:
                 self.log(f"{what}: {done}/{total}")
 
         return progress
-
-    def _score(self, model, rendered: list[str], what: str) -> scoring.Scored:
-        progress = self._progress(what, len(rendered))
-        self.tokenizer.padding_side = "left"
-        if self.task == "classification":
-            return scoring.score_labels(model, self.tokenizer, rendered, self.labels, batch_size=self.batch_size,
-                                        progress=progress)
-        return scoring.generate(model, self.tokenizer, rendered, max_new_tokens=self.max_new_tokens,
-                                batch_size=self.batch_size, progress=progress)
 
 
 class _Models:
@@ -391,7 +379,6 @@ def _sweep(experiment: Experiment, store: Store, p: _Prepared, root: Path, work_
     import shutil
 
     from harness import sweep as sweep_mod
-    from harness import train as train_mod
 
     name = experiment.name
     if not p.splits.val:
@@ -403,27 +390,18 @@ def _sweep(experiment: Experiment, store: Store, p: _Prepared, root: Path, work_
 
     def train_one(trial, spec) -> "sweep_mod.TrialResult":
         messages, train_rows, val_rows = _candidate_rows(experiment, spec, root, p.splits)
-        adapter_key = cache.adapter_key(p.resolved.sha256, spec.config(), train_rows, val_rows)
-        hit = store.cached_adapter(adapter_key)
-        model = None
-        if cache.usable_adapter(hit):
-            trained = train_mod.Trained(hit["adapter_path"], hit["adapter_sha256"], **hit["result"])
-            log(f"{name}: sweep trial #{trial.number}: adapter reused from the cache (same config and data)")
-        else:
-            out_dir = _work_dir(store, root, work_dir) / "sweeps" / study / f"trial-{trial.number}"
-            shutil.rmtree(out_dir, ignore_errors=True)  # a crashed earlier attempt of this trial number
-            _check_memory(name, p.resolved, spec, p.tokenizer, train_rows, log)
-            pruning = sweep_mod.pruning_callback(trial, log, f"{name}: trial #{trial.number}")
-            model, trained = train_mod.train(p.loaded.for_training(), p.tokenizer, spec, train_rows, val_rows,
-                                             out_dir, log=log, name=f"{name}: trial #{trial.number}",
-                                             callbacks=[pruning])
-            if pruning.pruned_at is not None:
-                model = None
-                p.loaded.release()
-                shutil.rmtree(out_dir, ignore_errors=True)  # a pruned adapter is never used
-                return sweep_mod.TrialResult(None, True, curves=trained.curves, steps=trained.steps,
-                                             seconds=trained.seconds)
-            store.cache_adapter(adapter_key, trained.adapter_path, trained.adapter_sha256, trained.summary())
+        out_dir = _work_dir(store, root, work_dir) / "sweeps" / study / f"trial-{trial.number}"
+        shutil.rmtree(out_dir, ignore_errors=True)  # a crashed earlier attempt of this trial number
+        pruning = sweep_mod.pruning_callback(trial, log, f"{name}: trial #{trial.number}")
+        model, trained = _adapter(store, p, spec, train_rows, val_rows, lambda key: out_dir,
+                                  name, f"{name}: trial #{trial.number}", log, callbacks=[pruning],
+                                  keep=lambda: pruning.pruned_at is None)
+        if pruning.pruned_at is not None:
+            model = None
+            p.loaded.release()
+            shutil.rmtree(out_dir, ignore_errors=True)  # a pruned adapter is never used
+            return sweep_mod.TrialResult(None, True, curves=trained.curves, steps=trained.steps,
+                                         seconds=trained.seconds)
         model_id = f"{p.base_id}+{trained.adapter_sha256}"
         get_model = (lambda: model) if model is not None else (lambda: p.loaded.load_adapter(trained.adapter_path))
         approach = Approach(f"trial-{trial.number}", "candidate", {})
@@ -439,6 +417,27 @@ def _sweep(experiment: Experiment, store: Store, p: _Prepared, root: Path, work_
                          storage=sweep_mod.open_storage(url), store=store, train_one=train_one, log=log, trials=trials)
 
 
+def _adapter(store: Store, p: _Prepared, spec, train_rows: list[dict], val_rows: list[dict],
+             out_dir: Callable[[str], Path], name: str, who: str, log: Callable[[str], None], callbacks: list = (),
+             keep: Callable[[], bool] = lambda: True):
+    """(the trained peft model, or None when reused; Trained): the cached adapter for this base,
+    config and data if its files are intact, else trained now into out_dir(adapter key) and
+    cached unless `keep()` says otherwise (a pruned sweep trial)."""
+    from harness import train as train_mod
+
+    key = cache.adapter_key(p.resolved.sha256, spec.config(), train_rows, val_rows)
+    hit = store.cached_adapter(key)
+    if cache.usable_adapter(hit):
+        log(f"{who} adapter reused from the cache ({hit['adapter_path']}); same base, config and data")
+        return None, train_mod.Trained(hit["adapter_path"], hit["adapter_sha256"], **hit["result"])
+    _check_memory(name, p.resolved, spec, p.tokenizer, train_rows, log)
+    model, trained = train_mod.train(p.loaded.for_training(), p.tokenizer, spec, train_rows, val_rows, out_dir(key),
+                                     log=log, name=who, callbacks=callbacks)
+    if keep():
+        store.cache_adapter(key, trained.adapter_path, trained.adapter_sha256, trained.summary())
+    return model, trained
+
+
 def _study_name(experiment: Experiment, p: _Prepared) -> str:
     from harness import sweep as sweep_mod
 
@@ -452,8 +451,7 @@ def _run(experiment: Experiment, store: Store, run_id: str, record: RunRecord, r
     name = experiment.name
     p = _prepare(experiment, store, root, record, log)
     splits, checks, quality, data_sha, data_path = p.splits, p.checks, p.quality, p.data_sha, p.data_path
-    task, test, key, extra, resolved, tokenizer, scorer = p.task, p.test, p.key, p.extra, p.resolved, p.tokenizer, \
-        p.scorer
+    task, test, key, extra, resolved, scorer = p.task, p.test, p.key, p.extra, p.resolved, p.scorer
     suite = regression.load_suite(experiment.regression, root=root) \
         if experiment.regression and experiment.candidate else None
     record.run_fields |= {"task": task, "key_metric": key.name, "model": experiment.model,
@@ -525,23 +523,15 @@ def _run(experiment: Experiment, store: Store, run_id: str, record: RunRecord, r
 
     candidate, curves, train_score, trained = None, [], None, None
     if experiment.candidate is not None:
-        from harness import train as train_mod
-
         spec, sweep_info = _chosen_candidate(experiment, store, p, root, work_dir, sweep, sweep_storage, log)
         messages, train_rows, val_rows = _candidate_rows(experiment, spec, root, splits)
-        adapter_key = cache.adapter_key(resolved.sha256, spec.config(), train_rows, val_rows)
-        hit = store.cached_adapter(adapter_key)
-        if cache.usable_adapter(hit):
-            trained = train_mod.Trained(hit["adapter_path"], hit["adapter_sha256"], **hit["result"])
-            log(f"{name}: candidate adapter reused from the cache ({trained.adapter_path}); same base, config and data")
-        else:
-            # named by what is trained, not by the run: a run killed mid-training and started
-            # again finds its checkpoints here and resumes (harness.train)
-            out_dir = _work_dir(store, root, work_dir) / "train" / adapter_key[:16]
-            _check_memory(name, resolved, spec, tokenizer, train_rows, log)
-            loaded.candidate, trained = train_mod.train(loaded.for_training(), tokenizer, spec, train_rows, val_rows,
-                                                        out_dir, log=log, name=f"{name}: candidate")
-            store.cache_adapter(adapter_key, trained.adapter_path, trained.adapter_sha256, trained.summary())
+        # named by what is trained, not by the run: a run killed mid-training and started
+        # again finds its checkpoints there and resumes (harness.train)
+        model, trained = _adapter(store, p, spec, train_rows, val_rows,
+                                  lambda key: _work_dir(store, root, work_dir) / "train" / key[:16],
+                                  name, f"{name}: candidate", log)
+        if model is not None:
+            loaded.candidate = model
         curves = trained.curves
         candidate = Approach("candidate", "candidate", {**spec.config(), "trainable_params": trained.trainable_params,
                                                         "total_params": trained.total_params, "steps": trained.steps,
@@ -638,8 +628,7 @@ def _chosen_candidate(experiment: Experiment, store: Store, p: _Prepared, root: 
         return experiment.candidate, None
     spec = QLoRA(**{**experiment.candidate.config(), **best["params"]})
     log(f"{experiment.name}: candidate = best sweep trial #{best['number']} of {study!r} ({p.key.name} "
-        f"{best['value']:.4f} on val): " + ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
-                                                  for k, v in best["params"].items()))
+        f"{best['value']:.4f} on val): {sweep_mod.describe(best['params'])}")
     return spec, {"study": study, "trial": best["number"], "params": best["params"], "value": best["value"]}
 
 

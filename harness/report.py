@@ -32,6 +32,7 @@ from markupsafe import Markup, escape
 from harness import cost as cost_mod
 from harness.errors import HarnessError
 from harness.store import Store
+from harness.sweep import best_of
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 EXPERIMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -600,10 +601,9 @@ LOG_X_PARAMS = {"learning_rate"}
 def _sweep(found: dict, run_key: str | None) -> dict:
     """The sweep section: which configuration won, what the sweep cost, and its trials drawn."""
     trials = [_trial(t) for t in found["trials"]]
-    # every metric the harness scores is better when higher (accuracy, F1, ROUGE, ...), as is the
-    # sweep's objective; ties go to the earlier trial, as Optuna's best_trial does
-    finished = [t for t in trials if t["state"] == "COMPLETE" and t["value"] is not None]
-    best = max(finished, key=lambda t: (t["value"], -t["number"]), default=None)
+    # the same pick as the one that made the candidate (harness.sweep): higher is better for the
+    # sweep's objective, ties go to the earlier trial
+    best = best_of(trials)
     params = _searched_params(trials)
     for t in trials:
         t["best"] = t is best

@@ -367,15 +367,14 @@ class Store:
         """Insert or update finished sweep trials by (study, number): each is stored exactly once."""
         if not rows:
             return
+        updates = ", ".join(f"{c} = excluded.{c}" for c in _TRIAL_COLUMNS[3:])
+        sql = (f"INSERT INTO sweep_trials ({', '.join(_TRIAL_COLUMNS)}) VALUES "
+               f"({', '.join('?' for _ in _TRIAL_COLUMNS)}) ON CONFLICT DO UPDATE SET {updates}")
         with self.connect() as con:
             con.execute("BEGIN TRANSACTION")
             try:
                 for row in rows:
-                    values = [_json(row.get(c)) if c in _TRIAL_JSON else row.get(c) for c in _TRIAL_COLUMNS]
-                    updates = ", ".join(f"{c} = excluded.{c}" for c in _TRIAL_COLUMNS[3:])
-                    con.execute(f"INSERT INTO sweep_trials ({', '.join(_TRIAL_COLUMNS)}) VALUES "
-                                f"({', '.join('?' for _ in _TRIAL_COLUMNS)}) ON CONFLICT DO UPDATE SET {updates}",
-                                values)
+                    con.execute(sql, [_json(row.get(c)) if c in _TRIAL_JSON else row.get(c) for c in _TRIAL_COLUMNS])
                 con.execute("COMMIT")
             except Exception:
                 con.execute("ROLLBACK")

@@ -215,8 +215,6 @@ def run(sweep: Sweep, candidate: QLoRA, *, name: str, experiment: str, key_metri
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # the harness logs each trial itself
     budget = trials or sweep.trials
     study = load_study(name, storage, sweep)
-    for number in fail_dead_trials(study):
-        log(f"{experiment}: sweep trial #{number} was left running by a worker that died; marked failed")
     mirror(store, study, experiment, key_metric)
 
     def objective(trial) -> float:
@@ -228,8 +226,7 @@ def run(sweep: Sweep, candidate: QLoRA, *, name: str, experiment: str, key_metri
             raise SpecError(f"{experiment}: sweep trial #{trial.number} proposed {params}: {e}") from e
         trial.set_user_attr("params", params)
         done = _count(study, "COMPLETE", "PRUNED")
-        log(f"{experiment}: sweep trial #{trial.number} ({done + 1} of {budget}): "
-            + ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items()))
+        log(f"{experiment}: sweep trial #{trial.number} ({done + 1} of {budget}): {describe(params)}")
         started = time.perf_counter()
         try:
             result = train_one(trial, spec)
@@ -282,7 +279,15 @@ def _is_rdb(storage) -> bool:
 
 def best_trial(store, study: str) -> dict | None:
     """The stored trial with the best validation value (the earliest among equals)."""
-    complete = [t for t in store.trials(study=study) if t["state"] == "COMPLETE" and t["value"] is not None]
-    if not complete:
-        return None
-    return max(complete, key=lambda t: (t["value"], -t["number"]))
+    return best_of(store.trials(study=study))
+
+
+def best_of(trials: list[dict]) -> dict | None:
+    """Among trial rows, the complete one with the best value; ties go to the earlier trial."""
+    complete = [t for t in trials if t["state"] == "COMPLETE" and t["value"] is not None]
+    return max(complete, key=lambda t: (t["value"], -t["number"]), default=None)
+
+
+def describe(params: dict, sep: str = ", ") -> str:
+    """A trial's settings in one line: r=16, learning_rate=0.000256, epochs=2."""
+    return sep.join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
