@@ -37,6 +37,11 @@ experiment = Experiment(
     # Embedding the 350 passages takes ~25 s once; the index is cached for later runs.
     candidate=QLoRA(r=16, alpha=32, learning_rate=2e-4, epochs=2),
     knowledge_task=True,  # the recommendation weighs retrieval against fine-tuning
+    # SmolLM2-135M scores near 0 exact match every way (it copies passages rather than taking the
+    # answer from them), and against a baseline this close to 0 the rule is judged in points: +6
+    # points on 100 test rows (95% CI +1..+12) does not settle a 5-point bar. The INCONCLUSIVE
+    # verdict is recorded and reported but does not fail CI; with a larger model, drop this line.
+    allow_inconclusive=("five_percent_rule",),
     regression=None,  # keeps the run short; the sarcasm experiment carries the MMLU regression gate
     gpu_hour_price=0.10,  # a 2-vCPU cloud machine, as in experiments/test_sarcasm.py
     calls=1_000_000,

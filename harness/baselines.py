@@ -4,7 +4,7 @@
     baselines.few_shot("baselines/sarcasm/system.md", k=8)
     baselines.zero_shot("baselines/sarcasm/", calibrate=True)       # every prompt in the folder
     baselines.few_shot("baselines/sarcasm/system.md", k=8, strategy="balanced", calibrate=True)
-    baselines.few_shot("baselines/sarcasm/system.md", k=4, strategy="nearest")
+    baselines.few_shot("baselines/sarcasm/system.md", k=8, strategy="nearest", calibrate="batch")
     baselines.retrieval("baselines/halueval/system.md", knowledge="experiments/data/halueval_passages.jsonl", k=3)
 
 A fine-tune that beats a weak prompt proves nothing, so a spec can ask for several:
@@ -13,8 +13,10 @@ A fine-tune that beats a weak prompt proves nothing, so a spec can ask for sever
   baseline, named `<file stem>/<baseline>`, e.g. `checklist/zero_shot`;
 - few-shot strategies (harness/shots.py): "random" (seeded), "balanced" (equal examples per
   label, seeded) or "nearest" (the k train rows most similar to the input, per input);
-- contextual calibration (harness/calibration.py): calibrate=True adds a twin,
-  `<name>+calibrated`, re-ranking the same label scores; it costs three content-free prompts.
+- calibration (harness/calibration.py) adds twins that re-rank the same label scores:
+  calibrate=True or "contextual" gives `<name>+calibrated` (three content-free prompts per
+  distinct context); "batch" gives `<name>+batch_calibrated` (no extra prompt: the prior is
+  the mean over the validation inputs); ("contextual", "batch") gives both.
 - retrieval (harness/retrieval.py), for knowledge tasks: the k knowledge passages most similar
   to each input, in a context block above it; the answer to "would retrieval do instead?".
 
@@ -27,6 +29,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from harness.calibration import METHODS
 from harness.errors import SpecError
 from harness.shots import STRATEGIES
 
@@ -42,7 +45,7 @@ class Baseline:
     k: int = 0
     seed: int = 0
     strategy: str = "random"  # how the k examples are chosen: random | balanced | nearest
-    calibrate: bool = False   # also report a contextually calibrated twin
+    calibrate: tuple[str, ...] = ()  # calibration methods, each reported as a twin
     knowledge: str | None = None  # retrieval: a JSONL of passages or a folder of .txt/.md files
     top_k: int = 0            # retrieval: passages put in each input's prompt
 
@@ -70,8 +73,8 @@ class Baseline:
 
     @property
     def scored_as(self) -> list[str]:
-        """The approach names this (file-level) baseline is reported under."""
-        return [self.name, calibrated_name(self.name)] if self.calibrate else [self.name]
+        """The approach names this (file-level) baseline is reported under: itself, then its twins."""
+        return [self.name] + [calibrated_name(self.name, method) for method in self.calibrate]
 
     def config(self) -> dict:
         """The settings that shape its prompts: few-shot ones, or for retrieval the retrieval ones."""
@@ -84,8 +87,8 @@ class Baseline:
         return {key: settings[key] for key in keys}
 
 
-def calibrated_name(name: str) -> str:
-    return f"{name}+calibrated"
+def calibrated_name(name: str, method: str = "contextual") -> str:
+    return f"{name}+calibrated" if method == "contextual" else f"{name}+{method}_calibrated"
 
 
 def _under(root: Path | None, path: str) -> Path:
@@ -98,7 +101,7 @@ def expand(declared, root: Path, *, task: str, max_baselines: int, where: str) -
     expanded = [v for b in declared for v in b.variants(root)]
     for b in expanded:
         if task != "classification" and (b.calibrate or b.strategy == "balanced"):
-            what = "calibrate=True re-ranks label scores" if b.calibrate else "strategy='balanced' balances labels"
+            what = "calibrate re-ranks label scores" if b.calibrate else "strategy='balanced' balances labels"
             raise SpecError(f"{where}: baseline {b.name!r}: {what}, so it needs a classification task (this one "
                             f"is {task}); drop it or use strategy='random' or 'nearest'")
     names = [n for b in expanded for n in b.scored_as]
@@ -107,9 +110,9 @@ def expand(declared, root: Path, *, task: str, max_baselines: int, where: str) -
         raise SpecError(f"{where}: baseline names {clash} appear twice after expanding prompt folders; "
                         f"pass name=... to tell them apart")
     if len(names) > max_baselines:
-        counts = ", ".join(f"{b.name} {len(b.variants(root)) * (2 if b.calibrate else 1)}" for b in declared)
+        counts = ", ".join(f"{b.name} {len(b.variants(root)) * len(b.scored_as)}" for b in declared)
         raise SpecError(f"{where}: {len(names)} baselines to score ({counts}) exceed max_baselines={max_baselines}; "
-                        f"drop prompt variants, strategies or calibrate=True, or raise Experiment(max_baselines=...)")
+                        f"drop prompt variants, strategies or calibrations, or raise Experiment(max_baselines=...)")
     return expanded
 
 
@@ -120,14 +123,15 @@ def _check_file_arg(kind: str, system_prompt_file) -> str:
     return str(system_prompt_file)
 
 
-def zero_shot(system_prompt: str | Path, *, calibrate: bool = False, name: str = "zero_shot") -> Baseline:
+def zero_shot(system_prompt: str | Path, *, calibrate: bool | str | tuple = False,
+              name: str = "zero_shot") -> Baseline:
     """The base model with a system prompt (a file, or a folder of variants) and the input, no examples."""
     return Baseline(name=name, system_prompt_file=_check_file_arg("zero_shot", system_prompt),
                     calibrate=_check_calibrate("zero_shot", calibrate))
 
 
 def few_shot(system_prompt: str | Path, k: int = 8, *, strategy: str = "random", seed: int = 0,
-             calibrate: bool = False, name: str | None = None) -> Baseline:
+             calibrate: bool | str | tuple = False, name: str | None = None) -> Baseline:
     """The system prompt followed by `k` solved train examples, then the input.
 
     strategy: "random" (seeded), "balanced" (k/labels of each label, seeded) or "nearest"
@@ -142,7 +146,8 @@ def few_shot(system_prompt: str | Path, k: int = 8, *, strategy: str = "random",
 
 
 def retrieval(system_prompt: str | Path, knowledge: str | Path, k: int = 3, *, shots: int = 0,
-              strategy: str = "random", seed: int = 0, calibrate: bool = False, name: str | None = None) -> Baseline:
+              strategy: str = "random", seed: int = 0, calibrate: bool | str | tuple = False,
+              name: str | None = None) -> Baseline:
     """The system prompt, then each input with the k knowledge passages most similar to it
     (MiniLM embeddings) in a context block above it: retrieval instead of fine-tuning.
 
@@ -167,7 +172,13 @@ def retrieval(system_prompt: str | Path, knowledge: str | Path, k: int = 3, *, s
                     knowledge=str(knowledge), top_k=k)
 
 
-def _check_calibrate(kind: str, calibrate) -> bool:
-    if not isinstance(calibrate, bool):
-        raise SpecError(f"baselines.{kind}: calibrate must be True or False (got {calibrate!r})")
-    return calibrate
+def _check_calibrate(kind: str, calibrate) -> tuple[str, ...]:
+    """calibrate= as the tuple of methods: True is ("contextual",), a name is itself."""
+    if isinstance(calibrate, bool):
+        return ("contextual",) if calibrate else ()
+    methods = (calibrate,) if isinstance(calibrate, str) else calibrate
+    if not isinstance(methods, (tuple, list)) or not methods or \
+            any(m not in METHODS for m in methods) or len(set(methods)) != len(methods):
+        raise SpecError(f"baselines.{kind}: calibrate must be True, False, 'contextual', 'batch' or both as a tuple "
+                        f"(got {calibrate!r})")
+    return tuple(methods)

@@ -5,6 +5,7 @@ so a verdict can be re-derived from the store alone.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 
 from harness import stats
@@ -45,14 +46,24 @@ def data_quality(checks: list) -> Verdict:
 def five_percent_rule(metric: str, candidate_scores: list[float], baseline_name: str, baseline_scores: list[float],
                       *, threshold: float = 0.05, relative: bool = True, confidence: float = 0.95,
                       allow_inconclusive: bool = False, seed: int = 0, resamples: int = 2000) -> Verdict:
-    """The candidate must beat the best baseline by `threshold`, judged on a paired bootstrap interval."""
+    """The candidate must beat the best baseline by `threshold`, judged on a paired bootstrap interval.
+
+    A relative uplift has no scale over a baseline at 0: its point estimate or interval runs to
+    infinity (one right answer against none is "+inf%"). Then the rule is judged in absolute
+    points instead (threshold 0.05 = 5 points), and the message says so."""
     u = stats.paired_uplift(candidate_scores, baseline_scores, threshold=threshold, relative=relative,
                             confidence=confidence, resamples=resamples, seed=seed)
-    fmt = _pct if relative else (lambda x: f"{x * 100:+.1f} pts")
-    limit = f"{threshold * 100:g}%" if relative else f"{threshold * 100:g} pts"
+    unbounded = relative and not all(map(math.isfinite, (u.uplift, u.low, u.high)))
+    if unbounded:
+        u = stats.paired_uplift(candidate_scores, baseline_scores, threshold=threshold, relative=False,
+                                confidence=confidence, resamples=resamples, seed=seed)
+    fmt = _pct if u.relative else (lambda x: f"{x * 100:+.1f} pts")
+    limit = f"{threshold * 100:g}%" if u.relative else f"{threshold * 100:g} pts"
     relation = {"PASS": ">=", "FAIL": "<"}.get(u.outcome, "vs")
     message = (f"{metric} {u.candidate:.3f} vs {baseline_name} {u.baseline:.3f}, uplift {fmt(u.uplift)} "
                f"({confidence * 100:g}% CI {fmt(u.low)}..{fmt(u.high)}) {relation} {limit} on {u.n} paired test rows")
+    if unbounded:
+        message += "; judged in absolute points, as a relative uplift over a baseline this close to 0 is unbounded"
     if u.mcnemar_p is not None:
         message += f"; McNemar p={u.mcnemar_p:.3g} ({u.discordant[1]} fixed, {u.discordant[0]} broken)"
     outcome = u.outcome
@@ -60,7 +71,7 @@ def five_percent_rule(metric: str, candidate_scores: list[float], baseline_name:
         message += f"; about {u.n_to_settle:,} test rows would settle it"
     details = asdict(u)
     details.update(metric=metric, baseline=baseline_name, baseline_score=u.baseline, candidate_score=u.candidate,
-                   confidence=confidence, allow_inconclusive=allow_inconclusive)
+                   confidence=confidence, allow_inconclusive=allow_inconclusive, relative_unbounded=unbounded)
     if outcome == INCONCLUSIVE and allow_inconclusive:
         message += " (allowed by the spec)"
     return Verdict("five_percent_rule", outcome, message, details)

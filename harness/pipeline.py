@@ -7,6 +7,7 @@ whole run to the store in one transaction; a run that fails is recorded as faile
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -24,6 +25,7 @@ from harness.baselines import expand as expand_baselines
 from harness.errors import DataError, HarnessError, ModelError, SpecError
 from harness.experiment import Experiment
 from harness.sealed import SealedSplit
+from harness.separation import separation
 from harness.store import RunRecord, Store
 
 TRAIN_SCORE_ROWS = 200  # rows of train scored for the overfit gate's train-vs-test gap
@@ -463,7 +465,7 @@ def _run(experiment: Experiment, store: Store, run_id: str, record: RunRecord, r
     # Each approach: (Approach, model id, model loader, messages for a sample). A calibrated
     # twin is not scored itself: it re-ranks its baseline's label scores (twins, by baseline name).
     approaches: list[tuple[Approach, str, Callable, Callable]] = []
-    twins: dict[str, _CalibratedTwin] = {}
+    twins: dict[str, list] = {}
     declared = expand_baselines(experiment.baselines, root, task=task, max_baselines=experiment.max_baselines,
                                 where=name)
     nearest, embedder = None, None
@@ -477,7 +479,7 @@ def _run(experiment: Experiment, store: Store, run_id: str, record: RunRecord, r
             nearest = shots.NearestShots(splits.train, embedder)
     for baseline in declared:
         system = baseline.system_prompt(root)
-        config = {**baseline.config(), "system_prompt": system, "calibrated": False}
+        config = {**baseline.config(), "system_prompt": system, "calibrated": None}
         if baseline.knowledge:
             if baseline.knowledge not in retrievers:
                 knowledge = retrieval.load_knowledge(baseline.knowledge, root)
@@ -501,10 +503,11 @@ def _run(experiment: Experiment, store: Store, run_id: str, record: RunRecord, r
         approach = Approach(baseline.name, "baseline", config)
         messages = lambda s, build=build, context_for=context_for: build(s, context_for(s))
         approaches.append((approach, base_id, loaded.base, messages))
-        if baseline.calibrate:
-            twin = Approach(baseline.scored_as[1], "baseline", {**config, "calibrated": True,
-                                                                "content_free_inputs": list(calibration.CONTENT_FREE)})
-            twins[baseline.name] = _CalibratedTwin(twin, build, context_for, per_input=per_input)
+        for method, twin_name in zip(baseline.calibrate, baseline.scored_as[1:]):
+            twin = Approach(twin_name, "baseline", {**config, "calibrated": method})
+            twins.setdefault(baseline.name, []).append(
+                _ContextualTwin(twin, build, context_for, per_input=per_input) if method == "contextual"
+                else _BatchTwin(twin))
     pick_split = "val" if splits.val else "train"  # never test: no winner's curse
     pick_rows = splits.val or splits.train[:TRAIN_SCORE_ROWS]
     if embedder is not None:
@@ -682,26 +685,53 @@ def _selection_key(approach: Approach, split: str, metric: str, others: list[str
 
 def _score_with_twin(scorer: _Scorer, twins: dict, approach: Approach, split: str, rows: list, model_id: str,
                      get_model: Callable, messages: Callable, key, extra, name: str) -> None:
-    """Score an approach on a split and, if it is a baseline with a calibrated twin, the twin too."""
+    """Score an approach on a split and, if it is a baseline with calibrated twins, the twins too."""
     scored = _score_split(scorer, approach, split, rows, model_id, get_model, messages, key, extra, name)
-    twin = twins.get(approach.name) if approach.kind == "baseline" else None
-    if twin is not None:
+    for twin in twins.get(approach.name, []) if approach.kind == "baseline" else []:
         twin.score(scorer, split, rows, scored, model_id, get_model, key, extra, name)
         if split in approach.inputs:
             twin.approach.inputs[split] = approach.inputs[split]
 
 
 def _with_twins(approaches: list[tuple], twins: dict) -> list[Approach]:
-    """Every approach to report: each scored one, followed by its calibrated twin if it has one."""
+    """Every approach to report: each scored one, followed by its calibrated twins if it has any."""
     out = []
     for approach, *_ in approaches:
         out.append(approach)
-        if approach.kind == "baseline" and approach.name in twins:
-            out.append(twins[approach.name].approach)
+        if approach.kind == "baseline":
+            out += [twin.approach for twin in twins.get(approach.name, [])]
     return out
 
 
-class _CalibratedTwin:
+def _record_calibrated(approach: Approach, split: str, rows: list, scored: scoring.Scored, priors: list[dict],
+                       paid: list[tuple[float, int]], key, extra) -> None:
+    """A twin's outputs: its baseline's label scores re-ranked against a prior per row, with
+    what measuring the prior cost that row (latency ms, prompt tokens) added to its own."""
+    logprobs = [calibration.adjusted(lp, prior) for lp, prior in zip(scored.label_logprobs, priors)]
+    _record_split(approach, split, rows, dataclasses.replace(
+        scored, predictions=[max(lp, key=lp.get) for lp in logprobs], label_logprobs=logprobs,
+        latencies_ms=[ms + extra_ms for ms, (extra_ms, _) in zip(scored.latencies_ms, paid)],
+        prompt_tokens=[t + extra_t for t, (_, extra_t) in zip(scored.prompt_tokens, paid)]), key, extra)
+
+
+class _BatchTwin:
+    """A baseline's batch-calibrated copy (harness/calibration.py): the prior is the mean label
+    probability over the first split it sees, the selection split (answers unused), and is
+    then frozen, so test is corrected by what validation measured. No extra prompt."""
+
+    def __init__(self, approach: Approach):
+        self.approach, self.prior = approach, None
+
+    def score(self, scorer: _Scorer, split: str, rows: list, scored: scoring.Scored, model_id: str,
+              get_model: Callable, key, extra, name: str) -> None:
+        if self.prior is None:
+            self.prior = calibration.mean_probs(scored.label_logprobs)
+            self.approach.config |= {"batch_prior": self.prior, "prior_from": f"{len(rows)} {split} inputs"}
+        _record_calibrated(self.approach, split, rows, scored, [self.prior] * len(rows), [(0.0, 0)] * len(rows),
+                           key, extra)
+
+
+class _ContextualTwin:
     """A baseline's contextually calibrated copy (harness/calibration.py): the baseline's own
     label scores, re-ranked against p_cf, the label probabilities of content-free inputs under
     the same system prompt and context (few-shot examples or retrieved passages). Measured once
@@ -726,21 +756,17 @@ class _CalibratedTwin:
                         f"{name}: {self.approach.name} content-free inputs ({split})")
             for j, k in enumerate(todo):
                 part = slice(j * n, (j + 1) * n)
-                self.measured[k] = (calibration.content_free_probs(cf.label_logprobs[part]),
+                self.measured[k] = (calibration.mean_probs(cf.label_logprobs[part]),
                                     sum(cf.latencies_ms[part]), sum(cf.prompt_tokens[part]))
-        predictions = [calibration.predict(lp, self.measured[k][0]) for lp, k in zip(scored.label_logprobs, sets)]
         # Fixed examples: p_cf is measured once and reused by every call. Per-input examples:
         # each call pays for its own content-free prompts, so they count in its latency and tokens.
-        paid = [self.measured[k] if self.per_input else (None, 0.0, 0) for k in sets]
-        _record_split(self.approach, split, rows, scoring.Scored(
-            predictions, [ms + p[1] for ms, p in zip(scored.latencies_ms, paid)],
-            [t + p[2] for t, p in zip(scored.prompt_tokens, paid)], label_logprobs=scored.label_logprobs,
-            generated_tokens=scored.generated_tokens, reference_loglik=scored.reference_loglik,
-            reference_tokens=scored.reference_tokens), key, extra)
+        paid = [self.measured[k][1:] if self.per_input else (0.0, 0) for k in sets]
+        _record_calibrated(self.approach, split, rows, scored, [self.measured[k][0] for k in sets], paid, key, extra)
         probs = [p for p, *_ in self.measured.values()]
         self.approach.config["content_free_probs"] = {label: sum(p[label] for p in probs) / len(probs)
                                                       for label in probs[0]}  # the mean, for per-input examples
         self.approach.config["content_free_prompts"] = len(calibration.CONTENT_FREE) * len(self.measured)
+        self.approach.config["content_free_inputs"] = list(calibration.CONTENT_FREE)
 
 
 def _record_split(approach: Approach, split: str, rows: list, scored: scoring.Scored, key, extra) -> None:
@@ -749,6 +775,8 @@ def _record_split(approach: Approach, split: str, rows: list, scored: scoring.Sc
     preds = [p.strip() for p in scored.predictions]
     result = key.score(preds, refs)
     approach.metrics[split] = {key.name: result.value, **_named(key.name, result.extra)}
+    if scored.label_logprobs:  # label scoring: how well the scores separate the classes at all
+        approach.metrics[split] |= separation(scored.label_logprobs, refs)
     for m in extra:
         inputs = {"log_likelihoods": scored.reference_loglik, "token_counts": scored.reference_tokens} \
             if m.name == "perplexity" else {}

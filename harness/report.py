@@ -21,6 +21,7 @@ import math
 import os
 import re
 import tempfile
+from collections import Counter
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -446,7 +447,7 @@ def _experiment_context(name: str, data: dict) -> dict:
                            "latest_status": latest["status"], "latest_started": latest["started_at"],
                            "latest_failed": None, "history": _history(runs, shown),
                            "complete_runs": sum(1 for r in runs if r["status"] == "complete"),
-                           "sparkline": None, "sweep": None}
+                           "sparkline": None, "sweep": None, "ceiling": None}
     scores = [_summary(r)["candidate_score"] for r in runs if r["status"] == "complete"]
     if sum(1 for v in scores if _finite(v)) >= 2:  # one point is not a trend
         ctx["sparkline"] = sparkline(scores)
@@ -475,9 +476,77 @@ def _experiment_context(name: str, data: dict) -> dict:
         provenance=_provenance(shown),
         sweep=_sweep(data["sweep"], summary["key"]) if data.get("sweep") else None,
     )
+    ctx["ceiling"] = _prompt_ceiling(shown, metrics, summary)
+    ceiling = ctx["ceiling"] or {}
     ctx["score_svg"] = bar_chart([(a["name"], a["key_test"], a["role"]) for a in ctx["approaches"]["rows"]],
-                                 label=f"{summary['key'] or 'key metric'} on test")
+                                 label=f"{summary['key'] or 'key metric'} on test"
+                                 + (" (tick: best cut of its label scores)" if ceiling.get("ticks") else ""),
+                                 ticks=ceiling.get("ticks"), reference=ceiling.get("reference"))
     return ctx
+
+
+SEPARATION_METRICS = ("label_auc", "best_threshold_accuracy", "majority_class_rate")  # harness/separation.py
+NO_SIGNAL_AUC = 0.6  # below this, a prompt's label scores barely rank the classes
+
+
+def _prompt_ceiling(run: dict, metrics: dict, summary: dict) -> dict | None:
+    """Can a prompt do better? For label-scored accuracy: each approach's test score beside its
+    label scores' separation (AUC) and the best cut of them (a ceiling for any calibration),
+    against always answering the most common label; then what that says, in sentences."""
+    if summary["key"] != "accuracy":
+        return None
+    test = {name: splits["test"] for name, splits in metrics.items()
+            if _finite(splits.get("test", {}).get("label_auc"))}
+    kinds = {a["approach"]: a.get("kind") for a in run.get("approaches", [])}
+    baselines = [name for name, kind in kinds.items() if kind == "baseline" and name in test]
+    if not baselines:
+        return None
+    candidate, best = summary["candidate"], summary["baseline"]
+    rows = [{"name": n, "role": "candidate" if n == candidate else "best" if n == best else "baseline",
+             "test": _num(test[n].get("accuracy")), "auc": _num(test[n].get("label_auc")),
+             "ceiling": _num(test[n].get("best_threshold_accuracy"))} for n in baselines + [candidate] if n in test]
+    prior = _num(test[baselines[0]].get("majority_class_rate"))
+    shown = best or baselines[0]
+    answers = Counter(p.get("reference") for p in run.get("predictions", []) if p.get("approach") == shown)
+    always = (f'always answering "{answers.most_common(1)[0][0]}"' if answers
+              else "always answering the most common label")
+    return {"rows": rows, "findings": _ceiling_findings(rows, prior, always), "prior": prior, "always": always,
+            "ticks": {r["name"]: r["ceiling"] for r in rows if r["ceiling"] is not None},
+            "reference": (prior, always) if prior is not None else None}
+
+
+def _ceiling_findings(rows: list[dict], prior: float | None, always: str) -> list[str]:
+    """At most three sentences: the best baseline against the prior, the prompts whose scores
+    carry no signal, and the candidate against every prompt's ceiling."""
+    findings = []
+    prompts = [r for r in rows if r["role"] != "candidate"]
+    best = next((r for r in prompts if r["role"] == "best"), None)
+    candidate = next((r for r in rows if r["role"] == "candidate"), None)
+    if prior is not None and best and best["test"] is not None:
+        gap = (best["test"] - prior) * 100
+        findings.append(f"{always.capitalize()} scores {fmt_num(prior)} on test. The best baseline, {best['name']}, "
+                        f"scores {fmt_num(best['test'])}: {gap:+.1f} points" + (" above it." if gap > 0 else "."))
+    blind = [r for r in prompts if r["auc"] is not None and r["auc"] < NO_SIGNAL_AUC]
+    if blind:
+        aucs = [r["auc"] for r in blind]
+        tops = [r["ceiling"] for r in blind if r["ceiling"] is not None]
+        reach = (f", and even the best cut of their scores, chosen with the test answers in hand, reaches only "
+                 f"{fmt_num(max(tops))}." if tops else ".")
+        findings.append(f"{len(blind)} of {len(prompts)} prompt baselines rank the classes barely better than chance "
+                        f"or worse (test AUC {fmt_num(min(aucs), 2)}-{fmt_num(max(aucs), 2)}): calibration only "
+                        f"moves their decision" + reach)
+    with_ceiling = [r for r in prompts if r["ceiling"] is not None]
+    if with_ceiling and candidate and candidate["test"] is not None:
+        top = max(with_ceiling, key=lambda r: r["ceiling"])
+        findings.append(
+            f"No prompt here could score more than {fmt_num(top['ceiling'])} however its scores were calibrated "
+            f"({top['name']}'s best cut, chosen on the test answers: a ceiling, not a result); the candidate scores "
+            f"{fmt_num(candidate['test'])} with no such help (AUC {fmt_num(candidate['auc'], 2)} vs "
+            f"{fmt_num(top['auc'], 2)}). " + (
+                "The gap is in what the base model's scores know, not where they are cut: recalibrating these "
+                "prompts cannot close it." if candidate["test"] > top["ceiling"] else
+                "A better-calibrated prompt could come close to the candidate."))
+    return findings
 
 
 def _uplift_axis(summary: dict) -> str:
@@ -499,7 +568,7 @@ def _approaches(run: dict, metrics: dict, summary: dict) -> dict:
     for approach in names:
         for split in ("val", "test"):
             for m in metrics.get(approach, {}).get(split, {}):
-                if m not in metric_names:
+                if m not in metric_names and m not in SEPARATION_METRICS:  # those have their own section
                     metric_names.append(m)
     splits = [s for s in ("val", "test") if any(s in metrics.get(a, {}) for a in names)]
     rows = []
@@ -1300,13 +1369,17 @@ def sparkline(values: Sequence[float | None], *, width: int = 110, height: int =
                   f'<circle cx="{_f(sx(last_i))}" cy="{_f(sy(last_v))}" r="2.5" fill="#2563eb"/></svg>')
 
 
-def bar_chart(bars: list[tuple[str, float | None, str]], *, label: str = "", width: int = 640) -> Markup | None:
-    """Horizontal bars, one per approach: (name, value, role) with role candidate|best|baseline."""
+def bar_chart(bars: list[tuple[str, float | None, str]], *, label: str = "", width: int = 760,
+              ticks: dict[str, float] | None = None, reference: tuple[float, str] | None = None) -> Markup | None:
+    """Horizontal bars, one per approach: (name, value, role) with role candidate|best|baseline.
+    ticks: a mark on some bars (e.g. the best cut of its scores); reference: a dashed line across
+    every bar, with its label (e.g. the class prior)."""
     shown = [(n, v, r) for n, v, r in bars if _finite(v)]
     if not shown:
         return None
-    row, left, right, top = 24, 150, 60, 22
-    height = top + row * len(shown) + 8
+    ticks = {n: v for n, v in (ticks or {}).items() if _finite(v)}
+    row, left, right, top = 24, 250, 60, 22  # left: room for a 34-character name
+    height = top + row * len(shown) + 8 + (14 if reference else 0)
     hi = max(max(v for _, v, _ in shown), 0.0)
     hi = 1.0 if 0 <= hi <= 1 else hi
     lo = min(min(v for _, v, _ in shown), 0.0)
@@ -1319,10 +1392,23 @@ def bar_chart(bars: list[tuple[str, float | None, str]], *, label: str = "", wid
         y = top + i * row
         x0 = left + (0 - lo) / (hi - lo) * pw if hi > lo else left
         x1 = left + (value - lo) / (hi - lo) * pw if hi > lo else left
-        out.append(f'<text x="{left - 8}" y="{y + 15}" text-anchor="end" class="tick">{escape(_short(name, 22))}'
+        out.append(f'<text x="{left - 8}" y="{y + 15}" text-anchor="end" class="tick">{escape(_short(name, 34))}'
                    f"</text>")
         out.append(f'<rect x="{_f(min(x0, x1))}" y="{y + 4}" width="{_f(max(abs(x1 - x0), 1))}" height="14" rx="2" '
                    f'fill="{colors.get(role, "#9ca3af")}"/>')
-        out.append(f'<text x="{_f(max(x0, x1) + 6)}" y="{y + 15}" class="tick">{escape(fmt_num(value))}</text>')
+        if name in ticks and hi > lo:
+            xt = left + (ticks[name] - lo) / (hi - lo) * pw
+            out.append(f'<line x1="{_f(xt)}" x2="{_f(xt)}" y1="{y + 1}" y2="{y + 21}" stroke="#111827" '
+                       f'stroke-width="2"><title>best cut of its label scores: {escape(fmt_num(ticks[name]))}</title>'
+                       f'</line>')
+        # a white halo keeps the value readable where a tick or the reference line crosses it
+        out.append(f'<text x="{_f(max(x0, x1) + 6)}" y="{y + 15}" class="tick" stroke="#fff" stroke-width="3" '
+                   f'paint-order="stroke">{escape(fmt_num(value))}</text>')
+    if reference and _finite(reference[0]) and hi > lo:
+        xr = left + (reference[0] - lo) / (hi - lo) * pw
+        bottom = top + row * len(shown)
+        out.append(f'<line x1="{_f(xr)}" x2="{_f(xr)}" y1="{top}" y2="{bottom + 4}" stroke="#b91c1c" '
+                   f'stroke-dasharray="4 3"/><text x="{_f(xr)}" y="{bottom + 16}" text-anchor="middle" '
+                   f'class="tick">{escape(reference[1])} {escape(fmt_num(reference[0]))}</text>')
     out.append("</svg>")
     return Markup("".join(out))

@@ -1,4 +1,4 @@
-"""Prompt baselines: variants, few-shot strategies, contextual calibration, the budget."""
+"""Prompt baselines: variants, few-shot strategies, contextual and batch calibration, the budget."""
 import math
 import re
 from collections import Counter
@@ -75,7 +75,7 @@ def test_calibration_flips_a_prior_dominated_prediction():
     # 0.1/0.4 -> (0.2, 0.8), 0.2/0.2 -> (0.5, 0.5), 0.05/0.45 -> (0.1, 0.9).
     content_free = [{"0": log(0.1), "1": log(0.4)}, {"0": log(0.2), "1": log(0.2)},
                     {"0": log(0.05), "1": log(0.45)}]
-    p_cf = calibration.content_free_probs(content_free)
+    p_cf = calibration.mean_probs(content_free)
     assert p_cf["0"] == pytest.approx(0.8 / 3) and p_cf["1"] == pytest.approx(2.2 / 3)
     x = {"0": log(0.3), "1": log(0.7)}  # uncalibrated: "1"
     # log 0.3 - log(0.8/3) = +0.118 beats log 0.7 - log(2.2/3) = -0.047
@@ -83,6 +83,27 @@ def test_calibration_flips_a_prior_dominated_prediction():
     # an input the model is surer of than the prior stays: log .8 - log .733 > log .2 - log .267
     assert calibration.predict({"0": log(0.2), "1": log(0.8)}, p_cf) == "1"
     assert calibration.CONTENT_FREE == ("N/A", "", "[MASK]")
+
+
+def test_batch_calibration_divides_out_the_mean_prediction_of_real_inputs():
+    log = math.log
+    # every input leans to "1"; relative to that lean, the second one leans to "0"
+    batch = [{"0": log(0.2), "1": log(0.8)}, {"0": log(0.4), "1": log(0.6)}, {"0": log(0.1), "1": log(0.9)}]
+    prior = calibration.mean_probs(batch)
+    assert prior == pytest.approx({"0": 0.7 / 3, "1": 2.3 / 3})
+    assert [calibration.predict(lp, prior) for lp in batch] == ["1", "0", "1"]
+    assert calibration.adjusted(batch[1], prior)["0"] == pytest.approx(log(0.4) - log(0.7 / 3))
+
+
+def test_calibrate_takes_a_method_or_both_and_names_each_twin():
+    assert baselines.zero_shot("a.md", calibrate=True).scored_as == ["zero_shot", "zero_shot+calibrated"]
+    assert baselines.few_shot("a.md", k=2, strategy="nearest", calibrate="batch").scored_as == [
+        "few_shot_k2_nearest", "few_shot_k2_nearest+batch_calibrated"]
+    assert baselines.zero_shot("a.md", calibrate=("contextual", "batch")).calibrate == ("contextual", "batch")
+    assert baselines.zero_shot("a.md").scored_as == ["zero_shot"]
+    for bad in ("platt", ("batch", "batch"), (), 1):
+        with pytest.raises(SpecError, match="calibrate must be True, False, 'contextual', 'batch' or both"):
+            baselines.zero_shot("a.md", calibrate=bad)
 
 
 def _prompt_folder(tmp_path, names=("a.md", "b.txt")):
@@ -113,7 +134,7 @@ def test_a_baseline_budget_overflow_is_refused_with_the_count_and_the_fix(tmp_pa
                       baselines=[baselines.zero_shot("prompts", calibrate=True),
                                  baselines.few_shot("prompts/a.md", k=2, strategy="nearest")])
     message = ("x: 7 baselines to score (zero_shot 6, few_shot_k2_nearest 1) exceed max_baselines=6; drop prompt "
-               "variants, strategies or calibrate=True, or raise Experiment(max_baselines=...)")
+               "variants, strategies or calibrations, or raise Experiment(max_baselines=...)")
     with pytest.raises(SpecError, match=re.escape(message)):
         baselines.expand(spec.baselines, tmp_path, task="classification", max_baselines=spec.max_baselines, where="x")
     with pytest.raises(SpecError, match="max_baselines must be a positive integer"):
@@ -143,13 +164,14 @@ def test_a_run_stores_every_baseline_and_twin_and_picks_the_best_on_val(tmp_path
     write_classification_jsonl(tmp_path / "data.jsonl", n=40)
     _prompt_folder(tmp_path)
     spec = Experiment(name="grid", data="data.jsonl", model=str(tiny_model_dir), split=(24, 8, 8), regression=None,
-                      max_baselines=8,
-                      baselines=[baselines.zero_shot("prompts", calibrate=True),
+                      max_baselines=10,
+                      baselines=[baselines.zero_shot("prompts", calibrate=("contextual", "batch")),
                                  baselines.few_shot("prompts/a.md", k=2, strategy="balanced", calibrate=True),
                                  baselines.few_shot("prompts/a.md", k=2, strategy="nearest", calibrate=True)])
     store = Store(tmp_path / "h.duckdb")
     result = run_experiment(spec, store, root=tmp_path, log=lambda _: None)
-    names = ["a/zero_shot", "a/zero_shot+calibrated", "b/zero_shot", "b/zero_shot+calibrated",
+    names = ["a/zero_shot", "a/zero_shot+calibrated", "a/zero_shot+batch_calibrated",
+             "b/zero_shot", "b/zero_shot+calibrated", "b/zero_shot+batch_calibrated",
              "few_shot_k2_balanced", "few_shot_k2_balanced+calibrated",
              "few_shot_k2_nearest", "few_shot_k2_nearest+calibrated"]
     assert list(result.baselines) == names
@@ -160,9 +182,10 @@ def test_a_run_stores_every_baseline_and_twin_and_picks_the_best_on_val(tmp_path
     assert metrics == {(n, split) for n in names for split in ("val", "test")}
     for n in names:
         config = stored[n]["config"]
-        assert config["calibrated"] == n.endswith("+calibrated")
+        assert config["calibrated"] == ("contextual" if n.endswith("+calibrated") else "batch"
+                                        if n.endswith("+batch_calibrated") else None)
         assert config["strategy"] in ("random", "balanced", "nearest") and "k" in config and "system_prompt" in config
-        if config["calibrated"]:
+        if config["calibrated"] == "contextual":
             assert config["content_free_inputs"] == ["N/A", "", "[MASK]"]
             assert sum(config["content_free_probs"].values()) == pytest.approx(1)
     balanced = stored["few_shot_k2_balanced+calibrated"]["config"]
@@ -183,6 +206,24 @@ def test_a_run_stores_every_baseline_and_twin_and_picks_the_best_on_val(tmp_path
     p_cf = stored["a/zero_shot+calibrated"]["config"]["content_free_probs"]
     assert computed == 0 and twin.predictions["test"] == [calibration.predict(lp, p_cf) for lp in scored.label_logprobs]
     assert plain.predictions["test"] == [max(lp, key=lp.get) for lp in scored.label_logprobs]
+    # the batch twin re-ranks the same label scores against the mean label probability over the
+    # val inputs, measured there and frozen for test; it costs no prompt
+    batch = result.baselines["a/zero_shot+batch_calibrated"]
+    prior = stored["a/zero_shot+batch_calibrated"]["config"]["batch_prior"]
+    assert stored["a/zero_shot+batch_calibrated"]["config"]["prior_from"] == "8 val inputs"
+    assert batch.prompt_token_counts == plain.prompt_token_counts
+    assert batch.predictions["test"] == [calibration.predict(lp, prior) for lp in scored.label_logprobs]
+    val_rows = store.rows("predictions", run_id, approach="a/zero_shot", split="val")
+    val_scored, _ = cache.cached_score(store, f"{resolve(str(tiny_model_dir)).sha256}:nf4", _no_model, None, [
+        scoring.render(tokenizer, prompts.baseline_messages(_row(r["input"]), system, [])) for r in val_rows],
+        {"labels": ["0", "1"]})
+    assert prior == pytest.approx(calibration.mean_probs(val_scored.label_logprobs))
+    # every label-scored approach says how well its scores separate the classes at all
+    for n in names:
+        for split in ("val", "test"):
+            assert set(result.baselines[n].metrics[split]) >= {"label_auc", "best_threshold_accuracy",
+                                                               "majority_class_rate"}
     val = {n: result.baselines[n].metrics["val"]["accuracy"] for n in names}
     assert val[result.best_baseline] == max(val.values())
     assert names.index(result.best_baseline) == min(i for i, n in enumerate(names) if val[n] == max(val.values()))
+

@@ -117,7 +117,7 @@ def test_quality_checks_flag_duplicates_balance_and_size(tmp_path):
 
 def test_shipped_sarcasm_slice_loads_clean():
     ds = data.load("experiments/data/sarcasm.jsonl")
-    assert ds.format == "openai_evals" and not ds.errors and len(ds.samples) == 1100
+    assert ds.format == "openai_evals" and not ds.errors and len(ds.samples) == 1480
 
 
 def test_a_directory_or_unreadable_file_is_one_line(tmp_path):
@@ -195,7 +195,10 @@ def test_rows_sharing_an_input_stay_on_one_side_of_the_split():
 def test_the_shipped_split_is_unchanged():
     """Pinned: the test split of the shipped experiment must not move when data.py changes."""
     ds = data.load("experiments/data/sarcasm.jsonl")
-    parts = data.split(ds.samples, (480, 120, 400), seed=0, stratify=True)
+    parts = data.split(ds.samples, (480, 120, 800), seed=0, stratify=True)
+    assert parts.test_sha256 == "79599898ffa64415cd6ceac5195a9462735a2c56afdc4d96279bfbac8cfe7528"
+    # the first 1,100 rows (the slice before 380 rows were appended) still split as they always did
+    parts = data.split(ds.samples[:1100], (480, 120, 400), seed=0, stratify=True)
     assert parts.test_sha256 == "4765c1b782998a28cc064471dcfc6d17a6dfe7f14c00204668cacbc7ac31c7ce"
 
 

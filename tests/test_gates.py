@@ -36,6 +36,24 @@ def test_absolute_threshold_in_points():
     assert v.outcome == "PASS" and "+40.0 pts" in v.message and "20 pts" in v.message
 
 
+def test_a_baseline_at_or_near_zero_is_judged_in_points_not_an_unbounded_percentage():
+    # 1 right answer in 100 for the baseline: some resamples hold none, so a relative interval
+    # would reach +inf and any win at all would pass. In points, +6 on 100 rows is not settled.
+    base = [1.0] + [0.0] * 99
+    cand = [1.0] * 7 + [0.0] * 93
+    v = gates.five_percent_rule("exact_match", cand, "retrieval_k3", base)
+    assert v.outcome == gates.INCONCLUSIVE and "inf" not in v.message
+    assert "uplift +6.0 pts" in v.message and "vs 5 pts" in v.message
+    assert "judged in absolute points, as a relative uplift over a baseline this close to 0 is unbounded" in v.message
+    assert v.details["relative"] is False and v.details["relative_unbounded"] is True
+    # a baseline that never reaches 0 in any resample keeps the relative reading
+    healthy = gates.five_percent_rule("accuracy", [1.0] * 80 + [0.0] * 20, "zero_shot", [1.0] * 50 + [0.0] * 50)
+    assert healthy.details["relative"] is True and not healthy.details["relative_unbounded"]
+    # and a clear win over a zero baseline still passes, in points
+    clear = gates.five_percent_rule("exact_match", [1.0] * 40 + [0.0] * 60, "zero_shot", [0.0] * 100)
+    assert clear.outcome == gates.PASS and "+40.0 pts" in clear.message
+
+
 def test_data_quality_fails_only_on_errors():
     ok = gates.data_quality([Check("duplicates", "warning", "3 duplicates", [4])])
     assert ok.outcome == "PASS" and "1 warning(s)" in ok.message

@@ -454,3 +454,54 @@ def test_scatter_chart():
     assert ">pruned<" not in svg  # no strip without pruned trials
     assert [_float_text(x) for x in (1e-4, 2.5e-5, 0.001, 0.05, 2.0, 0.0)] == \
         ["1e-4", "2.5e-5", "1e-3", "0.05", "2", "0"]
+
+
+def _ceiling_store(path) -> Store:
+    """One run whose label-scored approaches carry separation metrics (harness/separation.py)."""
+    store = Store(path)
+    run = store.start_run("sarcasm", spec_file=None, config=_config())
+    numbers = {  # approach: (test accuracy, label AUC, best cut)
+        "system/zero_shot": (0.463, 0.42, 0.537), "few_shot_k8_balanced": (0.463, 0.51, 0.545),
+        "few_shot_k8_nearest+batch_calibrated": (0.64, 0.70, 0.66), "candidate": (0.735, 0.82, 0.745)}
+    metrics = []
+    for name, (acc, auc, cut) in numbers.items():
+        metrics += [{"approach": name, "split": "test", "metric": m, "value": v} for m, v in
+                    (("accuracy", acc), ("label_auc", auc), ("best_threshold_accuracy", cut),
+                     ("majority_class_rate", 0.463))]
+        metrics.append({"approach": name, "split": "val", "metric": "accuracy", "value": acc})
+    refs = ["1"] * 37 + ["0"] * 43  # "0" is the most common answer on test
+    store.finish_run(run, RunRecord(
+        approaches=[{"approach": n, "kind": "candidate" if n == "candidate" else "baseline", "config": {}}
+                    for n in numbers],
+        metrics=metrics,
+        predictions=[{"approach": "few_shot_k8_nearest+batch_calibrated", "split": "test", "idx": i,
+                      "example_key": str(i), "input": f"h{i}", "reference": r, "prediction": r, "score": 1.0}
+                     for i, r in enumerate(refs)],
+        gates=[{"gate": "five_percent_rule", "outcome": "PASS", "message": "m",
+                "details": {"metric": "accuracy", "baseline": "few_shot_k8_nearest+batch_calibrated",
+                            "uplift": 0.148, "low": 0.06, "high": 0.24, "threshold": 0.05, "relative": True}}],
+        run_fields={"task": "classification", "key_metric": "accuracy"}))
+    return store
+
+
+def test_the_report_says_whether_a_prompt_could_do_better(tmp_path):
+    out = tmp_path / "reports"
+    write_reports(_ceiling_store(tmp_path / "h.duckdb"), out)
+    page = (out / "sarcasm.html").read_text(encoding="utf-8")
+    section = page[page.index('id="ceiling"'):page.index('id="curves"')]
+    assert 'Always answering "0" scores 0.463 on test. The best baseline, few_shot_k8_nearest+batch_calibrated, ' \
+           'scores 0.640: +17.7 points above it.' in section.replace("&#34;", '"')
+    assert "2 of 3 prompt baselines rank the classes barely better than chance or worse (test AUC 0.42-0.51)" in section
+    assert "reaches only 0.545" in section
+    assert "No prompt here could score more than 0.660 however its scores were calibrated" in section
+    assert "the candidate scores 0.735 with no such help (AUC 0.82 vs 0.70)" in section
+    assert "recalibrating these prompts cannot close it" in section
+    # the separation numbers live in their own table, not as columns of the approaches table
+    table = page[page.index('id="approach-table"'):page.index('id="ceiling"')]
+    assert "label_auc" not in table and "best_threshold_accuracy" not in table
+    # the score chart marks each best cut and the line of always answering the most common label
+    assert table.count("best cut of its label scores: ") == 4 and "stroke-dasharray" in table
+
+
+def test_no_ceiling_section_without_label_scores(reports):
+    assert 'id="ceiling"' not in reports["sarcasm"]

@@ -579,26 +579,32 @@ def screenshot_store(store_path: Path, out_dir: Path) -> list[Path]:
                     tail_path = out_dir / f"{stem}-history.png"
                     tail_path.write_bytes(base64.b64decode(shot["data"]))
                     written.append(_small(tail_path))
-                # the sweep section, from its heading to the section after it
-                bounds = page.evaluate("""(() => { const h = document.getElementById('sweep');
-                    if (!h) return null; let end = h.nextElementSibling;
-                    while (end && end.tagName !== 'H2') end = end.nextElementSibling;
-                    const top = h.getBoundingClientRect().top + scrollY - 12;
-                    const bottom = end ? end.getBoundingClientRect().top + scrollY - 8
-                                       : document.documentElement.scrollHeight;
-                    return [Math.floor(top), Math.ceil(bottom)]; })()""")
-                if bounds is not None:
-                    shot = page.browser.call("Page.captureScreenshot", {
-                        "format": "png", "captureBeyondViewport": True,
-                        "clip": {"x": 0, "y": bounds[0], "width": WIDTH,
-                                 "height": min(bounds[1] - bounds[0], MAX_SHOT_HEIGHT), "scale": 1}}, page.session)
-                    sweep_path = out_dir / f"{stem}-sweep.png"
-                    sweep_path.write_bytes(base64.b64decode(shot["data"]))
-                    written.append(_small(sweep_path))
+                # the approaches section (with "Can a prompt do better?") and the sweep section
+                for section in ("approaches", "sweep"):
+                    if (shot_path := _section_shot(page, section, out_dir / f"{stem}-{section}.png")) is not None:
+                        written.append(_small(shot_path))
                 page.close()
         finally:
             browser.close()
     return written
+
+
+def _section_shot(page, anchor: str, path: Path) -> Path | None:
+    """A PNG of one section, from its <h2 id=anchor> to the next <h2>; None when the page has none."""
+    bounds = page.evaluate(f"""(() => {{ const h = document.getElementById('{anchor}');
+        if (!h) return null; let end = h.nextElementSibling;
+        while (end && end.tagName !== 'H2') end = end.nextElementSibling;
+        const top = h.getBoundingClientRect().top + scrollY - 12;
+        const bottom = end ? end.getBoundingClientRect().top + scrollY - 8 : document.documentElement.scrollHeight;
+        return [Math.floor(top), Math.ceil(bottom)]; }})()""")
+    if bounds is None:
+        return None
+    shot = page.browser.call("Page.captureScreenshot", {
+        "format": "png", "captureBeyondViewport": True,
+        "clip": {"x": 0, "y": bounds[0], "width": WIDTH, "height": min(bounds[1] - bounds[0], MAX_SHOT_HEIGHT),
+                 "scale": 1}}, page.session)
+    path.write_bytes(base64.b64decode(shot["data"]))
+    return path
 
 
 def _small(path: Path) -> Path:

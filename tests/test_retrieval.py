@@ -153,7 +153,7 @@ def test_the_spec_api_and_the_baseline_budget(tmp_path):
     with pytest.raises(SpecError, match=re.escape("x: 3 baselines to score (zero_shot 1, retrieval_k2 2) exceed "
                                                   "max_baselines=2")):
         baselines.expand(declared, tmp_path, task="classification", max_baselines=2, where="x")
-    with pytest.raises(SpecError, match="calibrate=True re-ranks label scores, so it needs a classification task"):
+    with pytest.raises(SpecError, match="calibrate re-ranks label scores, so it needs a classification task"):
         baselines.expand(declared, tmp_path, task="generation", max_baselines=3, where="x")
     Experiment(name="x", data="d.jsonl", baselines=declared)  # accepted as a baseline
 
