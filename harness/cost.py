@@ -80,6 +80,12 @@ class CostView:
                 "rows": [asdict(r) for r in self.rows]}
 
 
+def _retrieved(approaches: list, name: str | None) -> bool:
+    """Whether the named baseline is a retrieval baseline (its config names a knowledge source)."""
+    found = next((a for a in approaches if (_get(a, "approach") or _get(a, "name")) == name), None)
+    return found is not None and bool((_get(found, "config") or {}).get("knowledge"))
+
+
 def _get(approach: Any, key: str, default=None):
     """Store rows are dicts; the pipeline's Approach objects have attributes."""
     if isinstance(approach, Mapping):
@@ -230,7 +236,8 @@ def recommend(gates, approaches: list, task: str | None, cost_view: CostView | N
       2. five_percent_rule FAIL: "keep prompting" ("use retrieval" for a knowledge task: the
          fine-tune did not add what the prompts lack).
       3. five_percent_rule INCONCLUSIVE (allowed or not): "collect more data" ("use retrieval"
-         for a knowledge task): the interval straddles the bar; more test rows settle it.
+         for a knowledge task, unless the best baseline already was retrieval): the interval
+         straddles the bar; more test rows settle it.
       4. It PASSed but another gate did not: overfit FAIL or any INCONCLUSIVE the spec does not
          allow -> "collect more data" (the gain may not hold on new rows); any other FAIL
          (a regression on general ability) -> "keep prompting".
@@ -281,7 +288,11 @@ def recommend(gates, approaches: list, task: str | None, cost_view: CostView | N
         return Recommendation(verdict, reasons + costs(details))
 
     if outcome == "INCONCLUSIVE":
-        if knowledge_task:
+        if knowledge_task and _retrieved(approaches, details.get("baseline")):
+            # retrieval was measured, and it is what the candidate could not be told apart from
+            reasons.append(f"a knowledge task where retrieval was measured ({details['baseline']}, "
+                           f"{details.get('baseline_score', 0):.3f}) and did not settle it either")
+        elif knowledge_task:
             return Recommendation(retrieval, reasons + [
                 f"a knowledge task where the best prompt scores {details.get('baseline_score', 0):.3f} and the "
                 f"fine-tune's uplift is not established: retrieval adds the missing facts without betting on "

@@ -127,6 +127,14 @@ def test_use_retrieval_for_a_knowledge_task_the_fine_tune_did_not_crack():
     assert failed.outcome == "FAIL"
     assert cost.recommend({"five_percent_rule": failed}, approaches(), "generation",
                           knowledge_task=True).verdict == "use retrieval"
+    # retrieval already measured as the best baseline, and still not told apart: more data, not "use retrieval"
+    measured = gates.five_percent_rule("exact_match", [0.0] * 93 + [1.0] * 7, "retrieval_k3", [0.0] * 99 + [1.0])
+    assert measured.outcome == "INCONCLUSIVE"
+    rows = approaches() + [{"approach": "retrieval_k3", "kind": "baseline", "config": {"knowledge": "kb.jsonl"}}]
+    rec = cost.recommend({"five_percent_rule": measured}, rows, "generation", knowledge_task=True)
+    assert rec.verdict == "collect more data"
+    assert "a knowledge task where retrieval was measured (retrieval_k3, 0.010) and did not settle it either" \
+        in rec.reasons
     no_candidate = gates.Verdict("five_percent_rule", "SKIP", "no candidate declared; baselines only")
     assert cost.recommend({"five_percent_rule": no_candidate}, approaches()[:2], None,
                           knowledge_task=True).verdict == "use retrieval"
