@@ -31,6 +31,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from markupsafe import Markup, escape
 
 from harness import cost as cost_mod
+from harness import separation
 from harness.errors import HarnessError
 from harness.store import Store
 from harness.sweep import best_of
@@ -485,7 +486,6 @@ def _experiment_context(name: str, data: dict) -> dict:
     return ctx
 
 
-SEPARATION_METRICS = ("label_auc", "best_threshold_accuracy", "majority_class_rate")  # harness/separation.py
 NO_SIGNAL_AUC = 0.6  # below this, a prompt's label scores barely rank the classes
 
 
@@ -568,7 +568,7 @@ def _approaches(run: dict, metrics: dict, summary: dict) -> dict:
     for approach in names:
         for split in ("val", "test"):
             for m in metrics.get(approach, {}).get(split, {}):
-                if m not in metric_names and m not in SEPARATION_METRICS:  # those have their own section
+                if m not in metric_names and m not in separation.METRICS:  # those have their own section
                     metric_names.append(m)
     splits = [s for s in ("val", "test") if any(s in metrics.get(a, {}) for a in names)]
     rows = []

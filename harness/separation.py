@@ -20,6 +20,8 @@ import numpy as np
 
 from harness.calibration import normalised
 
+METRICS = ("label_auc", "best_threshold_accuracy", "majority_class_rate")  # what separation() may return
+
 
 def separation(logprobs: list[dict[str, float]], references: list[str]) -> dict[str, float]:
     """The three numbers above for one approach on one split (label_auc NaN when undefined)."""

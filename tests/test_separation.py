@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from harness.separation import best_threshold_accuracy, label_auc, separation
+from harness.separation import METRICS, best_threshold_accuracy, label_auc, separation
 
 
 def _lp(margin: float) -> dict[str, float]:
@@ -22,6 +22,7 @@ def test_scores_that_say_nothing_have_auc_one_half_and_a_ceiling_at_the_prior():
     collapsed = [_lp(2.0)] * 10  # "1" for every row, by the same margin: no ranking at all
     out = separation(collapsed, refs)
     assert out == {"majority_class_rate": 0.6, "label_auc": 0.5, "best_threshold_accuracy": 0.6}
+    assert set(out) == set(METRICS)  # the report keeps exactly these out of its main table
 
 
 def test_perfect_and_inverted_rankings():
