@@ -82,8 +82,13 @@ class CostView:
 
 def _retrieved(approaches: list, name: str | None) -> bool:
     """Whether the named baseline is a retrieval baseline (its config names a knowledge source)."""
-    found = next((a for a in approaches if (_get(a, "approach") or _get(a, "name")) == name), None)
+    found = next((a for a in approaches if _name(a) == name), None)
     return found is not None and bool((_get(found, "config") or {}).get("knowledge"))
+
+
+def _name(approach: Any) -> str | None:
+    """A store row names its approach "approach"; the pipeline's Approach calls it `name`."""
+    return _get(approach, "approach") or _get(approach, "name")
 
 
 def _get(approach: Any, key: str, default=None):
@@ -113,7 +118,7 @@ def cost_view(approaches: list, gpu_hour_price: float, calls: int | None = None,
         seconds = _get(a, "train_seconds")
         kind = _get(a, "kind") or "baseline"
         rows.append(ApproachCost(
-            name=_get(a, "approach") or _get(a, "name"), kind=kind, prompt_tokens=_get(a, "prompt_tokens"),
+            name=_name(a), kind=kind, prompt_tokens=_get(a, "prompt_tokens"),
             latency_ms=latency, cost_per_million=per_call * 1e6 if per_call is not None else None,
             cost_at_volume=per_call * calls if per_call is not None and calls is not None else None,
             training_cost=(seconds or 0.0) / 3600 * gpu_hour_price if kind == "candidate" else 0.0,

@@ -477,7 +477,7 @@ def _experiment_context(name: str, data: dict) -> dict:
         provenance=_provenance(shown),
         sweep=_sweep(data["sweep"], summary["key"]) if data.get("sweep") else None,
     )
-    ctx["ceiling"] = _prompt_ceiling(shown, metrics, summary)
+    ctx["ceiling"] = _prompt_ceiling(ctx["approaches"]["rows"], metrics, shown, summary)
     ceiling = ctx["ceiling"] or {}
     ctx["score_svg"] = bar_chart([(a["name"], a["key_test"], a["role"]) for a in ctx["approaches"]["rows"]],
                                  label=f"{summary['key'] or 'key metric'} on test"
@@ -489,24 +489,24 @@ def _experiment_context(name: str, data: dict) -> dict:
 NO_SIGNAL_AUC = 0.6  # below this, a prompt's label scores barely rank the classes
 
 
-def _prompt_ceiling(run: dict, metrics: dict, summary: dict) -> dict | None:
+def _prompt_ceiling(approach_rows: list[dict], metrics: dict, run: dict, summary: dict) -> dict | None:
     """Can a prompt do better? For label-scored accuracy: each approach's test score beside its
     label scores' separation (AUC) and the best cut of them (a ceiling for any calibration),
-    against always answering the most common label; then what that says, in sentences."""
+    against always answering the most common label; then what that says, in sentences.
+    approach_rows: the approaches table's rows (name and role: baseline, best or candidate)."""
     if summary["key"] != "accuracy":
         return None
-    test = {name: splits["test"] for name, splits in metrics.items()
-            if _finite(splits.get("test", {}).get("label_auc"))}
-    kinds = {a["approach"]: a.get("kind") for a in run.get("approaches", [])}
-    baselines = [name for name, kind in kinds.items() if kind == "baseline" and name in test]
+    test = {a["name"]: metrics[a["name"]]["test"] for a in approach_rows
+            if _finite(metrics.get(a["name"], {}).get("test", {}).get("label_auc"))}
+    baselines = [a["name"] for a in approach_rows if a["role"] != "candidate" and a["name"] in test]
     if not baselines:
         return None
-    candidate, best = summary["candidate"], summary["baseline"]
-    rows = [{"name": n, "role": "candidate" if n == candidate else "best" if n == best else "baseline",
-             "test": _num(test[n].get("accuracy")), "auc": _num(test[n].get("label_auc")),
-             "ceiling": _num(test[n].get("best_threshold_accuracy"))} for n in baselines + [candidate] if n in test]
+    rows = [{"name": a["name"], "role": a["role"], "test": _num(test[a["name"]].get("accuracy")),
+             "auc": _num(test[a["name"]].get("label_auc")),
+             "ceiling": _num(test[a["name"]].get("best_threshold_accuracy"))}
+            for a in approach_rows if a["name"] in test]
     prior = _num(test[baselines[0]].get("majority_class_rate"))
-    shown = best or baselines[0]
+    shown = summary["baseline"] or baselines[0]
     answers = Counter(p.get("reference") for p in run.get("predictions", []) if p.get("approach") == shown)
     always = (f'always answering "{answers.most_common(1)[0][0]}"' if answers
               else "always answering the most common label")
