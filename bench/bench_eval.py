@@ -5,7 +5,7 @@
 
 Both sides score the same sarcasm test rows with the same 4-bit NF4 SmolLM2 model object:
 
-  harness  `harness.scoring.score_labels`: batches of 16, left-padded, one forward per batch,
+  harness  `harness.scoring.batched.score_labels`: batches of 16, left-padded, one forward per batch,
            the label with the higher log-likelihood wins, shared-prefix KV cache;
   naive    for each row: `apply_chat_template(..., return_tensors="pt")`, one greedy
            `model.generate(max_new_tokens=...)`, decode, parse the label.
@@ -22,8 +22,8 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import sys
 import statistics
+import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -35,7 +35,10 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 import torch  # noqa: E402
 
-from harness import data, models, prompts, scoring  # noqa: E402
+from harness import data, models  # noqa: E402
+from harness.prompting import prompts  # noqa: E402
+from harness.prompting.shots import random_shots  # noqa: E402
+from harness.scoring import batched as scoring  # noqa: E402
 
 LABELS = ["0", "1"]
 SPLIT = (480, 120, 400)  # as experiments/test_sarcasm.py: train / val / test rows
@@ -179,7 +182,7 @@ def main() -> None:
 
     few_shot = None
     if args.fewshot_n:
-        shots = prompts.choose_shots(splits.train, args.k, 0)  # the shipped baseline's seed
+        shots = random_shots(splits.train, args.k, 0)  # the shipped baseline's seed
         few = [prompts.baseline_messages(s, system, shots) for s in pool[:args.fewshot_n]]
         lengths = [len(tokenizer(scoring.render(tokenizer, m), add_special_tokens=False)["input_ids"]) for m in few]
         print(f"few-shot k={args.k}, {len(few)} rows (~{sum(lengths) / len(lengths):.0f} prompt tokens): "

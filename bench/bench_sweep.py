@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def sweep_once(pruner: str | None, args, work: Path) -> tuple[list[dict], float]:
     from harness import Experiment, QLoRA, Sweep, baselines
-    from harness.pipeline import run_sweep
+    from harness._engine.pipeline import run_sweep
     from harness.store import Store
 
     work.mkdir(parents=True)

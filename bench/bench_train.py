@@ -3,7 +3,7 @@
     python bench/bench_train.py                 # 64 train rows, 1 epoch, batch 8 = 8 steps, no eval
     python bench/bench_train.py --val 32        # both sides also evaluate 32 val rows, before and after
 
-harness  `harness.models.load_model(quantize=True)`, then `harness.train.train(model, tokenizer,
+harness  `harness.models.load_model(quantize=True)`, then `harness.candidate.train.train(model, tokenizer,
          QLoRA(...), train_rows, val_rows, out)`: prepare_model_for_kbit_training, SFTTrainer,
          train, save the adapter (and tokenizer), hash it.
 bare     what a guide's script does: `from_pretrained` with the same BitsAndBytesConfig (NF4,
@@ -41,8 +41,9 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 import torch  # noqa: E402
 
-from harness import QLoRA, data, models, prompts  # noqa: E402
-from harness import train as train_mod  # noqa: E402
+from harness import QLoRA, data, models
+from harness.candidate import train as train_mod  # noqa: E402
+from harness.prompting import prompts  # noqa: E402
 
 SPLIT = (480, 120, 400)  # as experiments/test_sarcasm.py
 
@@ -58,7 +59,7 @@ def harness_run(resolved, tokenizer, spec: QLoRA, train_rows, val_rows, out: Pat
 
 
 def bare_run(resolved, tokenizer, spec: QLoRA, train_rows, val_rows, out: Path) -> tuple[float, float, list]:
-    """The guide's script, written out; every value below equals what harness.train sets for `spec`."""
+    """The guide's script, written out; every value below equals what harness.candidate.train sets for `spec`."""
     from datasets import Dataset
     from peft import LoraConfig, prepare_model_for_kbit_training
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig

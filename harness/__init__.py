@@ -4,8 +4,8 @@
 
 Importing this package is cheap: torch and transformers load only when an experiment runs.
 """
-from harness import baselines
-from harness.experiment import Experiment, QLoRA, Sweep
+from harness.spec import baselines
+from harness.spec.experiment import Experiment, QLoRA, Sweep
 
 __all__ = ["Experiment", "QLoRA", "Sweep", "baselines"]
 __version__ = "0.1.0"

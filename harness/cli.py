@@ -33,7 +33,7 @@ def _report(args) -> int:
 
 
 def _estimate(args) -> int:
-    from harness import estimate
+    from harness.candidate import estimate
 
     methods = list(estimate.METHODS) if args.method == "all" else [args.method]
     text, fits = estimate.command(args.model, methods, batch_size=args.batch_size, seq_len=args.seq_len, r=args.r,
@@ -57,7 +57,7 @@ def load_experiments(spec_path: str, root: str = "."):
     import importlib.util
     from pathlib import Path
 
-    from harness.experiment import Experiment
+    from harness.spec.experiment import Experiment
 
     path = Path(spec_path)
     if not path.is_file():
@@ -74,7 +74,7 @@ def load_experiments(spec_path: str, root: str = "."):
 
 
 def _sweep(args) -> int:
-    from harness.pipeline import run_sweep
+    from harness._engine.pipeline import run_sweep
 
     experiments = [e for e in load_experiments(args.spec, args.root) if e.sweep is not None
                    and (args.experiment is None or e.name == args.experiment)]
@@ -94,7 +94,7 @@ def _sweep(args) -> int:
 
 
 def _trials(args) -> int:
-    from harness.sweep import describe
+    from harness.candidate.sweep import describe
 
     store = _open(args.store)
     trials = store.trials(experiment=args.experiment)
@@ -116,10 +116,14 @@ def _runs(args) -> int:
     if not runs:
         print("no runs recorded" + (f" for {args.experiment!r}" if args.experiment else ""))
         return 0
+    from harness.judge import decision
+
     for run in runs:
-        gates = store.rows("gates", run["run_id"])
-        verdicts = " ".join(f"{g['gate']}={g['outcome']}" for g in gates)
-        print(f"{run['run_id']}  {run['experiment']:<20} {run['status']:<9} {verdicts or run.get('error') or ''}")
+        gates = store.gates(run["run_id"])
+        verdict = decision.decide(gates, status=run["status"]).verdict
+        outcomes = " ".join(f"{g.gate}={g.outcome}" + ("(allowed)" if decision.allowed(g) else "") for g in gates)
+        print(f"{run['run_id']}  {run['experiment']:<20} {run['status']:<9} {verdict:<15} "
+              f"{outcomes or run.get('error') or ''}")
     return 0
 
 

@@ -2,8 +2,9 @@
 
     harness export EXPERIMENT OUT_DIR [--force] [--base dequantized|original]
 
-The latest complete run of EXPERIMENT that trained a candidate is exported, and only if
-every gate of that run passed (PASS or SKIP, or INCONCLUSIVE where the spec allowed it);
+The latest complete run of EXPERIMENT that trained a candidate is exported, and only if its
+verdict (`judge.decision`) is Fine-tune: the five-percent rule and every other gate PASS or
+SKIP. An INCONCLUSIVE the spec allowed lets CI go on but does not make a run exportable;
 `force=True` exports it anyway and says so in the export's record.
 
 The adapter is never merged into 4-bit weights: peft would have to re-quantize W + BA to
@@ -40,6 +41,8 @@ from pathlib import Path
 from typing import Callable
 
 from harness.errors import HarnessError
+from harness.judge import decision
+from harness.judge.outcomes import PASS, SKIP
 
 RECORD = "harness-export.json"
 # Largest last-position logit difference accepted between the merged model and base +
@@ -76,12 +79,6 @@ class ExportResult:
         return asdict(self)
 
 
-def _passed(gate: dict) -> bool:
-    if gate["outcome"] in ("PASS", "SKIP"):
-        return True
-    return gate["outcome"] == "INCONCLUSIVE" and bool((gate.get("details") or {}).get("allow_inconclusive"))
-
-
 def _short(text: str, limit: int = 160) -> str:
     text = " ".join((text or "").split())
     return text if len(text) <= limit else text[:limit - 1] + "…"
@@ -114,7 +111,8 @@ def _prompts(run: dict, candidate: dict, rows: list[dict], root: Path) -> tuple[
     stored `input` column as a single user turn (plus that system prompt), which is the
     conversation's last user message.
     """
-    from harness import data, prompts
+    from harness import data
+    from harness.prompting import prompts
 
     system_file = (candidate.get("config") or {}).get("system_prompt")
     system = None
@@ -176,7 +174,7 @@ def _outputs(model, tokenizer, rendered: list[str], task: str, labels: list[str]
     """What the check compares: last-position logits, every position's argmax, task predictions."""
     import torch
 
-    from harness import scoring
+    from harness.scoring import batched as scoring
 
     device = next(model.parameters()).device
     last, argmax = [], []
@@ -257,17 +255,19 @@ def export(store, experiment: str, out_dir: str | Path, *, force: bool = False, 
     from transformers import AutoModelForCausalLM
 
     from harness import models
-    from harness.train import adapter_sha256
+    from harness.candidate.train import adapter_sha256
 
     root, out = Path(root), Path(out_dir).expanduser().absolute()
     run, candidate = find_candidate(store, experiment)
     run_id = run["run_id"]
-    gates = store.rows("gates", run_id)
-    failed = [g for g in gates if not _passed(g)]
-    if failed and not force:
-        listed = "; ".join(f"{g['gate']} {g['outcome']}: {_short(g['message'])}" for g in failed)
-        raise HarnessError(f"{experiment}: run {run_id}'s candidate did not pass its gates ({listed}); export "
-                           f"refused; pass --force to export it anyway")
+    gates = store.gates(run_id)
+    found = decision.decide(gates)
+    failed = [] if found.exportable else [g for g in gates if g.outcome not in (PASS, SKIP)]
+    if not found.exportable and not force:
+        listed = "; ".join(f"{g.gate} {g.outcome}{' (allowed by the spec)' if decision.allowed(g) else ''}: "
+                           f"{_short(g.message)}" for g in failed)
+        raise HarnessError(f"{experiment}: run {run_id}'s verdict is {found.verdict}, not {decision.FINE_TUNE} "
+                           f"({listed}); export refused; pass --force to export it anyway")
     _check_out_dir(out)
 
     adapter_path = candidate["adapter_path"]
@@ -303,7 +303,7 @@ def export(store, experiment: str, out_dir: str | Path, *, force: bool = False, 
     if dtype not in TOLERANCE:
         raise HarnessError(f"dtype must be one of {', '.join(TOLERANCE)} (got {dtype!r})")
 
-    from harness import scoring
+    from harness.scoring import batched as scoring
 
     tokenizer = models.load_tokenizer(resolved, trust_remote_code=trust)
     tokenizer.padding_side = "left"
@@ -314,7 +314,7 @@ def export(store, experiment: str, out_dir: str | Path, *, force: bool = False, 
     device = models.device()
 
     if failed:
-        log(f"{experiment}: exporting run {run_id} despite failed gates ({', '.join(g['gate'] for g in failed)}): "
+        log(f"{experiment}: exporting run {run_id} despite failed gates ({', '.join(g.gate for g in failed)}): "
             f"--force")
     log(f"{experiment}: loading {run['model']} ({base} weights, {dtype}) with adapter {adapter_path} (run {run_id})")
     base_model = _load_base(resolved, base, dtype, trust, device)
@@ -352,7 +352,7 @@ def export(store, experiment: str, out_dir: str | Path, *, force: bool = False, 
             adapter_path=adapter_path, adapter_sha256=found_sha, merged_sha256=_hash_files(tmp), dtype=dtype,
             base=base, rows=len(picked), prompts_from=prompts_from, max_abs_logit_diff=diff, tolerance=tolerance,
             token_argmax_agreement=agreeing / positions if positions else 1.0, predictions_equal=equal,
-            agreement_with_4bit=with_4bit, forced=bool(failed), failed_gates=[g["gate"] for g in failed])
+            agreement_with_4bit=with_4bit, forced=bool(failed), failed_gates=[g.gate for g in failed])
         import importlib.metadata as md
 
         versions = {}

@@ -18,10 +18,9 @@ from pathlib import Path
 import pytest
 
 from harness.errors import HarnessError
-from harness.experiment import Experiment
-
-GATES_WITH_CANDIDATE = ("data_quality", "five_percent_rule", "overfit", "regression")
-GATES_WITHOUT_CANDIDATE = ("data_quality", "five_percent_rule")
+from harness.judge import decision
+from harness.judge.outcomes import DATA_QUALITY, FIVE_PERCENT_RULE, GATES, REGRESSION, GateResult
+from harness.spec.experiment import Experiment
 VERDICT_PROPERTY = "harness_verdict"
 
 
@@ -33,6 +32,9 @@ def pytest_addoption(parser):
                     help="where HTML reports are written (default: <rootdir>/reports)")
     group.addoption("--harness-no-report", action="store_true", default=False,
                     help="do not rebuild the HTML reports at the end of the session")
+    group.addoption("--harness-strict", action="store_true", default=False,
+                    help="fail on an INCONCLUSIVE gate even where the spec allows it (allow_inconclusive); "
+                         "without it such a gate is an xfail")
     group.addoption("--harness-gpu-hour-price", type=float, default=None, metavar="USD",
                     help="price of one device-hour, for the cost view (overrides the spec's gpu_hour_price)")
     group.addoption("--sweep", action="store_true", default=False,
@@ -77,7 +79,7 @@ class _Session:
 
     def result(self, experiment: Experiment):
         if experiment.name not in self.outcomes:
-            from harness.pipeline import run_experiment
+            from harness._engine.pipeline import run_experiment
 
             self.ran = True
             self.log(f"running experiment {experiment.name!r} ({experiment.spec_file})")
@@ -136,17 +138,30 @@ class ExperimentNode(pytest.Collector):
         self.experiment = experiment
 
     def collect(self):
-        gates = GATES_WITH_CANDIDATE if self.experiment.candidate else GATES_WITHOUT_CANDIDATE
+        gates = GATES if self.experiment.candidate else (DATA_QUALITY, FIVE_PERCENT_RULE)
         if not self.experiment.regression:
-            gates = tuple(g for g in gates if g != "regression")
+            gates = tuple(g for g in gates if g != REGRESSION)
         for gate in gates:
             yield GateItem.from_parent(self, name=gate, gate=gate, experiment=self.experiment)
 
 
 class GateFailed(Exception):
-    def __init__(self, verdict):
-        super().__init__(f"{verdict.gate} {verdict.outcome}: {verdict.message}")
-        self.verdict = verdict
+    def __init__(self, gate: GateResult):
+        super().__init__(f"{gate.gate} {gate.outcome}: {gate.message}")
+        self.gate = gate
+
+
+def act_on(gate: GateResult, *, strict: bool = False) -> None:
+    """Turn a gate's outcome into its pytest item's, as `judge.decision` says: return (passed),
+    skip, xfail (an allowed INCONCLUSIVE: CI goes on, and the finding shows) or fail.
+    strict (--harness-strict): an allowed INCONCLUSIVE fails too."""
+    shown = decision.item_outcome(gate)
+    if shown == decision.ITEM_SKIPPED:
+        pytest.skip(f"{gate.gate}: {gate.message}")
+    if shown == decision.ITEM_XFAILED and not strict:
+        pytest.xfail(f"{decision.policy_note(gate)}; {gate.message}")
+    if shown != decision.ITEM_PASSED:
+        raise GateFailed(gate)
 
 
 class GateItem(pytest.Item):
@@ -156,15 +171,12 @@ class GateItem(pytest.Item):
 
     def runtest(self):
         result = self.config._harness.result(self.experiment)
-        verdict = result.gates[self.gate]
+        gate = result.gates[self.gate]
+        shown = decision.item_outcome(gate)
         self.user_properties.append((VERDICT_PROPERTY, json.dumps(
-            {"experiment": self.experiment.name, "gate": self.gate, "outcome": verdict.outcome,
-             "message": verdict.message})))
-        if verdict.outcome == "SKIP":
-            pytest.skip(f"{self.gate}: {verdict.message}")
-        allowed = verdict.outcome == "INCONCLUSIVE" and verdict.details.get("allow_inconclusive")
-        if verdict.outcome != "PASS" and not allowed:
-            raise GateFailed(verdict)
+            {"experiment": self.experiment.name, "gate": self.gate, "outcome": gate.outcome,
+             "item": shown, "message": gate.message})))
+        act_on(gate, strict=self.config.getoption("--harness-strict"))
 
     def repr_failure(self, excinfo, style=None):
         if isinstance(excinfo.value, (GateFailed, HarnessError)):
@@ -220,8 +232,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         terminalreporter.section("harness verdicts")
         width = max(len(v["experiment"]) for v in state.verdicts)
         for v in state.verdicts:
-            terminalreporter.write_line(f"{v['experiment']:<{width}}  {v['gate']:<18} {v['outcome']:<12} "
-                                        f"{v['message']}")
+            shown = v["outcome"] + (" (xfail)" if v.get("item") == decision.ITEM_XFAILED else "")
+            terminalreporter.write_line(f"{v['experiment']:<{width}}  {v['gate']:<18} {shown:<19} {v['message']}")
         _cost_summary(terminalreporter, config, state)
     if hasattr(config, "workerinput") or config.getoption("--harness-no-report"):
         return
@@ -241,15 +253,20 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
 
 
 def _cost_summary(terminalreporter, config, state) -> None:
-    """The recommendation (and, given a price, the cost view) of each experiment that ran."""
-    from harness import cost
+    """Each experiment's verdict (naming any INCONCLUSIVE the spec let through), its
+    recommendation and, given a price, the cost view."""
+    from harness.judge import recommendation
 
     for name in dict.fromkeys(v["experiment"] for v in state.verdicts):
         run = state.store.latest_run(name)
         if run is None:
             continue
-        view, recommendation = cost.for_run(state.store, run,
-                                            gpu_hour_price=config.getoption("--harness-gpu-hour-price"),
-                                            calls=config.getoption("--harness-calls"))
-        for line in cost.format_summary(view, recommendation):
+        found = decision.decide(state.store.gates(run["run_id"]))
+        terminalreporter.write_line(f"{name}: verdict: {found.verdict} ({found.reason})")
+        for gate in found.allowed:
+            terminalreporter.write_line(f"{name}:   CI goes on: {decision.policy_note(gate)}")
+        view, recommended = recommendation.for_run(state.store, run,
+                                                   gpu_hour_price=config.getoption("--harness-gpu-hour-price"),
+                                                   calls=config.getoption("--harness-calls"))
+        for line in recommendation.format_summary(view, recommended):
             terminalreporter.write_line(f"{name}: {line}")

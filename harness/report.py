@@ -30,28 +30,28 @@ from urllib.parse import quote
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup, escape
 
-from harness import cost as cost_mod
-from harness import separation
+from harness.candidate.sweep import best_of
 from harness.errors import HarnessError
+from harness.judge import decision, recommendation
+from harness.judge.decision import FINE_TUNE, INCONCLUSIVE_VERDICT, KEEP_PROMPTING
+from harness.judge.outcomes import FAIL, FIVE_PERCENT_RULE, INCONCLUSIVE, PASS, SKIP, GateResult
+from harness.scoring import separation
 from harness.store import Store
-from harness.sweep import best_of
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 EXPERIMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _PAGE_STEM = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}(~[0-9]{1,6})?")
 _RESERVED_STEMS = {"index"}
 
-PASS, FAIL, INCONCLUSIVE, SKIP = "PASS", "FAIL", "INCONCLUSIVE", "SKIP"
-RULE = "five_percent_rule"
+RULE = FIVE_PERCENT_RULE
 MAX_FLIPS = 300          # rows per direction shown in the flips table
 MAX_CHECK_LINES = 20     # line numbers listed per data-quality check
-
-FINE_TUNE, KEEP_PROMPTING, INCONCLUSIVE_VERDICT = "Fine-tune", "Keep prompting", "Inconclusive"
 
 # Badge classes, one per outcome / verdict / status / check level / sweep-trial state (fixed
 # strings, never data; a trial's FAIL shares the gate outcome's).
 _BADGE = {PASS: "pass", FAIL: "fail", INCONCLUSIVE: "warn", SKIP: "skip",
           FINE_TUNE: "pass", KEEP_PROMPTING: "fail", INCONCLUSIVE_VERDICT: "warn",
+          decision.RUN_FAILED: "fail", decision.RUNNING: "skip",
           "complete": "pass", "failed": "fail", "running": "skip",
           "COMPLETE": "pass", "PRUNED": "warn",
           "error": "fail", "warning": "warn", "info": "skip"}
@@ -118,10 +118,10 @@ def write_reports(store: Store, out_dir: str | Path, *, gpu_hour_price: float | 
         page = _experiment_context(name, data[name])
         page["cost_view"], page["recommendation"] = None, None
         if data[name]["shown"] is not None:
-            view, recommendation = cost_mod.for_run(store, data[name]["shown"], gpu_hour_price=gpu_hour_price,
-                                                    calls=calls)
+            view, recommended = recommendation.for_run(store, data[name]["shown"], gpu_hour_price=gpu_hour_price,
+                                                       calls=calls)
             page["cost_view"] = view.to_dict() if view else None
-            page["recommendation"] = recommendation.to_dict()
+            page["recommendation"] = recommended.to_dict()
         try:
             path = _safe_path(out, stems[name])
         except ReportError as e:
@@ -388,48 +388,44 @@ def _summary(run: dict) -> dict:
 
 
 def verdict(run: dict) -> dict:
-    """The decision in plain words: Fine-tune, Keep prompting or Inconclusive (or why there is none)."""
-    status = run.get("status")
-    if status == "failed":
-        return {"label": "Run failed", "cls": "fail"}
-    if status != "complete":
-        return {"label": "Running", "cls": "skip"}
-    gates = _gate_map(run)
-    rule = gates.get(RULE)
-    others_failed = [g for name, g in gates.items() if name != RULE and g["outcome"] == FAIL]
-    if rule is not None and rule["outcome"] == PASS and not others_failed:
-        label = FINE_TUNE
-    elif rule is not None and rule["outcome"] == FAIL:
-        label = KEEP_PROMPTING
-    else:
-        label = INCONCLUSIVE_VERDICT
-    return {"label": label, "cls": _BADGE[label]}
+    """The run's verdict as `judge.decision` decides it, for the badge: label, class, why, and
+    the INCONCLUSIVE gates the spec let through (named, so no pass is silent)."""
+    found = _decision(run)
+    return {"label": found.verdict, "cls": _BADGE[found.verdict], "reason": found.reason,
+            "ci_passed": found.passed, "allowed": [decision.policy_note(g) for g in found.allowed]}
 
 
-def _headline(summary: dict, gates: dict[str, dict]) -> str:
-    """One sentence under the verdict that says what it means."""
-    label = summary["verdict"]["label"]
-    rule = gates.get(RULE)
+def _decision(run: dict) -> decision.Decision:
+    return decision.decide([GateResult.from_row(g) for g in run.get("gates", [])], status=run.get("status"))
+
+
+def _headline(summary: dict, found: decision.Decision) -> str:
+    """One sentence under the verdict that says what it means, for the gate that decided it."""
     bar = fmt_threshold(summary["threshold"], summary["relative"])
     key, base = summary["key"] or "the key metric", summary["baseline"] or "the best baseline"
     uplift = fmt_uplift(summary["uplift"], summary["relative"])
     interval = _interval_text(summary)
-    if label == FINE_TUNE:
-        return (f"The fine-tuned candidate beats the best prompt baseline ({base}) on {key} by {uplift}"
-                f"{interval}, clearing the {bar} bar, and no other gate failed.")
-    if label == KEEP_PROMPTING:
-        return (f"The fine-tuned candidate does not beat the best prompt baseline ({base}) by the {bar} bar: "
-                f"uplift {uplift}{interval}. Prompting is good enough.")
+    rule, deciding = found.rule, found.deciding
+    allowed = " The spec allows this INCONCLUSIVE, so CI goes on; the verdict stays open." \
+        if deciding is not None and decision.allowed(deciding) else ""
     if rule is None:
         return "No five-percent-rule verdict was recorded for this run."
-    if rule["outcome"] == SKIP:
+    if rule.outcome == SKIP:
         return "No candidate was fine-tuned in this run; only the prompt baselines were measured."
-    if rule["outcome"] == PASS:
-        failed = [name for name, g in gates.items() if name != RULE and g["outcome"] == FAIL]
-        return (f"The candidate clears the {bar} bar ({uplift}{interval}), but the {', '.join(failed)} "
-                f"gate{'s' if len(failed) > 1 else ''} failed, so the result can't be trusted yet.")
-    return (f"The uplift over {base} is {uplift}{interval}, an interval that straddles the {bar} bar: "
-            f"the test split is too small to decide either way.")
+    if found.verdict == FINE_TUNE:
+        return (f"The fine-tuned candidate beats the best prompt baseline ({base}) on {key} by {uplift}"
+                f"{interval}, clearing the {bar} bar, and every other gate passed.")
+    if deciding is rule and rule.outcome == FAIL:
+        return (f"The fine-tuned candidate does not beat the best prompt baseline ({base}) by the {bar} bar: "
+                f"uplift {uplift}{interval}. Prompting is good enough.")
+    if deciding is rule:
+        return (f"The uplift over {base} is {uplift}{interval}, an interval that straddles the {bar} bar: "
+                f"the test split is too small to decide either way.{allowed}")
+    if found.verdict == KEEP_PROMPTING:
+        return (f"The candidate clears the {bar} bar ({uplift}{interval}), but the {deciding.gate} gate failed: "
+                f"the fine-tune loses more general ability than it may.")
+    return (f"The candidate clears the {bar} bar ({uplift}{interval}), but the {deciding.gate} gate is "
+            f"{deciding.outcome}, so the result can't be trusted yet.{allowed}")
 
 
 def _interval_text(summary: dict) -> str:
@@ -464,7 +460,7 @@ def _experiment_context(name: str, data: dict) -> dict:
     metrics = _metric_table(shown)
     ordered_gates = sorted(gates.values(), key=lambda g: (g["gate"] != RULE, g["outcome"] != FAIL, g["gate"]))
     ctx.update(
-        verdict=summary["verdict"], summary=summary, headline=_headline(summary, gates),
+        verdict=summary["verdict"], summary=summary, headline=_headline(summary, _decision(shown)),
         run=shown, gates=ordered_gates,
         why=[g for g in ordered_gates if g.get("message") and (g["outcome"] != SKIP or g["gate"] == RULE)],
         interval_svg=interval_chart(summary["uplift"], summary["low"], summary["high"], summary["threshold"],
@@ -670,7 +666,7 @@ LOG_X_PARAMS = {"learning_rate"}
 def _sweep(found: dict, run_key: str | None) -> dict:
     """The sweep section: which configuration won, what the sweep cost, and its trials drawn."""
     trials = [_trial(t) for t in found["trials"]]
-    # the same pick as the one that made the candidate (harness.sweep): higher is better for the
+    # the same pick as the one that made the candidate (harness.candidate.sweep): higher is better for the
     # sweep's objective, ties go to the earlier trial
     best = best_of(trials)
     params = _searched_params(trials)

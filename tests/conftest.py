@@ -30,11 +30,20 @@ def tiny_tokenizer(tiny_model_dir):
 def heavy_modules():
     """Import once, before pytester's per-test sys.modules snapshot: bitsandbytes registers
     torch ops at import time and fails if a pytester run imports it a second time."""
-    import bitsandbytes, datasets, evaluate, peft, transformers, trl  # noqa: F401
+    import bitsandbytes  # noqa: F401
+    import datasets  # noqa: F401
+    import evaluate  # noqa: F401
+    import harness.candidate.train  # noqa: F401
+    import peft  # noqa: F401
+    import transformers  # noqa: F401
+    import trl  # noqa: F401
+
     # trl and transformers import submodules lazily: load the ones training uses now, or a
     # pytester run would import them inside its snapshot and later tests would meet a second
     # copy of SFTConfig that pickle (checkpoint saving) refuses.
     from peft import LoraConfig, PeftModel, prepare_model_for_kbit_training  # noqa: F401
     from transformers import EarlyStoppingCallback, Trainer, TrainerCallback  # noqa: F401
     from trl import SFTConfig, SFTTrainer  # noqa: F401
-    import harness.pipeline, harness.report, harness.train  # noqa: F401
+
+    import harness._engine.pipeline  # noqa: F401
+    import harness.report  # noqa: F401

@@ -5,10 +5,11 @@ from collections import Counter
 
 import pytest
 
-from harness import Experiment, baselines, calibration, shots
+from harness import Experiment, baselines
 from harness.data import Sample
+from harness.data.sealed import SealedError, SealedSplit
 from harness.errors import HarnessError, SpecError
-from harness.sealed import SealedError, SealedSplit
+from harness.prompting import calibration, shots
 
 
 def _row(text: str, label: str = "0") -> Sample:
@@ -58,7 +59,7 @@ def test_nearest_neighbours_are_the_most_similar_train_rows_most_similar_last():
 
 
 def test_nearest_neighbours_with_the_shipped_minilm():
-    from harness.embed import Embedder
+    from harness.prompting.embed import Embedder
 
     embed = Embedder()
     train = [_row(t) for t in ("senate passes the annual budget bill", "a kitten naps on a rug",
@@ -155,11 +156,14 @@ def _no_model():
 
 
 def test_a_run_stores_every_baseline_and_twin_and_picks_the_best_on_val(tmp_path, tiny_model_dir):
-    from harness import cache, prompts, scoring
-    from harness.models import load_tokenizer, resolve
-    from harness.pipeline import run_experiment
-    from harness.store import Store
     from tiny import write_classification_jsonl
+
+    from harness._engine.pipeline import run_experiment
+    from harness.models import load_tokenizer, resolve
+    from harness.prompting import prompts
+    from harness.scoring import batched as scoring
+    from harness.scoring import cache
+    from harness.store import Store
 
     write_classification_jsonl(tmp_path / "data.jsonl", n=40)
     _prompt_folder(tmp_path)

@@ -1,6 +1,6 @@
 import pytest
 
-from harness import estimate as E
+from harness.candidate import estimate as E
 from harness.errors import HarnessError
 
 GiB = 1024 ** 3

@@ -44,7 +44,7 @@ def test_close_misspelling_is_suggested():
     (dict(name=".hidden"), "name must be 1-64 letters"),
     (dict(task="regression"), "task must be one of classification, generation"),
     (dict(baselines=[]), "needs at least one baseline"),
-    (dict(baselines=["prompt.md"]), "baselines must be made with harness.baselines"),
+    (dict(baselines=["prompt.md"]), "baselines must be made with harness.spec.baselines"),
     (dict(split=(0.5, 0.1, 0.1)), "split fractions must add up to 1"),
     (dict(candidate="qlora"), "candidate must be a QLoRA"),
     (dict(data={"train": "a.jsonl"}), "data dict needs keys 'train' and 'test'"),

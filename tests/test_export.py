@@ -2,14 +2,16 @@ import json
 
 import pytest
 import torch
+from tiny import write_classification_jsonl
 
-from harness import data, prompts, scoring
+from harness import data
+from harness.candidate.train import adapter_sha256
 from harness.errors import HarnessError
 from harness.export import RECORD, export
 from harness.models import load_model, resolve
+from harness.prompting import prompts
+from harness.scoring import batched as scoring
 from harness.store import RunRecord, Store
-from harness.train import adapter_sha256
-from tiny import write_classification_jsonl
 
 
 def make_adapter(model_dir, out, seed=0):
@@ -139,11 +141,16 @@ def test_failed_gates_refuse_unless_forced(project):
     assert json.loads((out / RECORD).read_text())["forced"] is True
 
 
-def test_an_allowed_inconclusive_counts_as_passed(project, tiny_model_dir):
+def test_an_allowed_inconclusive_lets_ci_go_on_but_does_not_export_unless_forced(project, tiny_model_dir):
     root, store, adapter = project
     record_run(store, root, tiny_model_dir, adapter, "maybe", outcome="INCONCLUSIVE",
                details={"allow_inconclusive": True})
-    assert export(store, "maybe", root / "maybe-export", sample=2, root=root, log=lambda _: None).rows == 2
+    with pytest.raises(HarnessError, match=r"verdict is Inconclusive, not Fine-tune \(five_percent_rule "
+                                           r"INCONCLUSIVE \(allowed by the spec\): .*export refused"):
+        export(store, "maybe", root / "maybe-export", sample=2, root=root, log=lambda _: None)
+    assert not (root / "maybe-export").exists()
+    result = export(store, "maybe", root / "maybe-export", force=True, sample=2, root=root, log=lambda _: None)
+    assert result.rows == 2 and result.forced and result.failed_gates == ["five_percent_rule"]
 
 
 def test_refuses_a_non_empty_folder_and_unknown_experiments(project):

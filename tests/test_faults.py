@@ -87,7 +87,7 @@ KILLED_RUN = textwrap.dedent("""
     import os, signal, sys
     sys.path.insert(0, {tests!r})
     from harness import Experiment, QLoRA, baselines
-    from harness.pipeline import run_experiment
+    from harness._engine.pipeline import run_experiment
     from harness.store import Store
 
     def log(message):
@@ -230,10 +230,11 @@ def test_bad_jsonl_in_a_running_experiment_fails_per_line_ingests_nothing_and_re
         tmp_path, tiny_model_dir, bad, _):
     import hashlib
 
-    from harness import Experiment, baselines
-    from harness.errors import DataError
-    from harness.pipeline import run_experiment
     from tiny import write_classification_jsonl
+
+    from harness import Experiment, baselines
+    from harness._engine.pipeline import run_experiment
+    from harness.errors import DataError
 
     write_classification_jsonl(tmp_path / "data.jsonl", n=40)
     lines = (tmp_path / "data.jsonl").read_bytes().splitlines(keepends=True)
@@ -324,11 +325,11 @@ KILLED_TRAINING = textwrap.dedent("""
     import os, signal, sys
     sys.path.insert(0, {tests!r})
     from transformers import TrainerCallback
-    from harness import prompts
+    from harness.prompting import prompts
     from harness.data import load, split
-    from harness.experiment import QLoRA
+    from harness.spec.experiment import QLoRA
     from harness.models import ResolvedModel, load_model, load_tokenizer
-    from harness.train import conversation, train
+    from harness.candidate.train import conversation, train
 
     parts = split(load("d.jsonl").samples, (32, 8, 8), seed=0, stratify=True)
     rows = lambda ss: [conversation(prompts.candidate_messages(s), s.answer) for s in ss]
@@ -353,13 +354,13 @@ def test_training_killed_mid_way_resumes_from_the_last_complete_checkpoint(tmp_p
     where an uninterrupted run ends."""
     import torch
     from safetensors.torch import load_file
-
-    from harness import prompts
-    from harness.data import load, split
-    from harness.experiment import QLoRA
-    from harness.models import ResolvedModel, load_model, load_tokenizer
-    from harness.train import conversation, train
     from tiny import write_classification_jsonl
+
+    from harness.candidate.train import conversation, train
+    from harness.data import load, split
+    from harness.models import ResolvedModel, load_model, load_tokenizer
+    from harness.prompting import prompts
+    from harness.spec.experiment import QLoRA
 
     write_classification_jsonl(tmp_path / "d.jsonl", n=48)
     script = KILLED_TRAINING.format(tests=str(Path(__file__).parent), model=str(tiny_model_dir), kill_at=8,
@@ -388,8 +389,16 @@ def test_training_killed_mid_way_resumes_from_the_last_complete_checkpoint(tmp_p
                      rows(parts.val), tmp_path / "uninterrupted", log=lambda _: None)
     assert resumed.steps == whole.steps == 16
     final = lambda t, split: [c["loss"] for c in t.curves if c["split"] == split][-1]
-    assert final(resumed, "val") == pytest.approx(final(whole, "val"), abs=1e-3)
-    assert final(resumed, "train") == pytest.approx(final(whole, "train"), abs=1e-3)
+    # 4-bit matmuls are not bit-for-bit across a resume (the order of float sums differs from
+    # CPU to CPU), so the losses agree to a tolerance, not exactly. It is 0.2% of the loss:
+    # 4x the gap measured on an AMD EPYC (Zen 4, AVX512: 2.5474 vs 2.5487), and far below what
+    # a resume that lost state would show, since steps 9-16 alone move the val loss by more
+    # than 10x the tolerance (asserted, so the tolerance cannot hide a resume that did nothing).
+    tolerance = 2e-3
+    val = [c["loss"] for c in whole.curves if c["split"] == "val"]
+    assert abs(val[-1] - val[len(val) // 2 - 1]) > 10 * tolerance * val[-1], val
+    assert final(resumed, "val") == pytest.approx(final(whole, "val"), rel=tolerance)
+    assert final(resumed, "train") == pytest.approx(final(whole, "train"), rel=tolerance)
     a = load_file(str(tmp_path / "out" / "adapter" / "adapter_model.safetensors"))
     b = load_file(str(tmp_path / "uninterrupted" / "adapter" / "adapter_model.safetensors"))
     assert a.keys() == b.keys()

@@ -1,5 +1,5 @@
-from harness import gates
 from harness.data import Check
+from harness.judge import decision, gates
 
 
 def test_five_percent_rule_passes_a_clear_win_and_says_why():
@@ -24,7 +24,7 @@ def test_five_percent_rule_is_inconclusive_on_a_small_noisy_win():
         cand[i] = 1   # 4 more right of 60: +13% relative, but on 60 rows
     v = gates.five_percent_rule("accuracy", cand, "zero_shot", base)
     assert v.outcome == "INCONCLUSIVE" and "test rows would settle it" in v.message
-    assert not v.passed
+    assert not decision.gate_passes(v)
     allowed = gates.five_percent_rule("accuracy", cand, "zero_shot", base, allow_inconclusive=True)
     assert allowed.details["allow_inconclusive"] and "allowed by the spec" in allowed.message
 

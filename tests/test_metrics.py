@@ -1,4 +1,4 @@
-"""harness.metrics: the shipped evaluate modules, the wrapper, and loading users' modules, all offline."""
+"""harness.scoring.metrics: the shipped evaluate modules, the wrapper, and loading users' modules, all offline."""
 import math
 import re
 import socket
@@ -8,8 +8,8 @@ import textwrap
 
 import pytest
 
-from harness import metrics
 from harness.errors import SpecError
+from harness.scoring import metrics
 
 
 @pytest.fixture(autouse=True)
@@ -36,7 +36,7 @@ def score(name, predictions, references, **config):
 
 
 def test_importing_metrics_is_cheap():
-    code = "import sys, harness.metrics; print(sorted({'evaluate', 'torch', 'datasets'} & set(sys.modules)))"
+    code = "import sys, harness.scoring.metrics; print(sorted({'evaluate', 'torch', 'datasets'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 

@@ -4,7 +4,7 @@ import csv
 import pytest
 
 from harness import Experiment, baselines
-from harness.pipeline import run_experiment
+from harness._engine.pipeline import run_experiment
 from harness.store import Store
 
 
@@ -31,10 +31,11 @@ def test_a_csv_with_a_column_mapping_in_the_spec_runs(tmp_path, tiny_model_dir):
 
 def test_a_candidate_that_cannot_fit_fails_before_training(tmp_path, tiny_model_dir, monkeypatch):
     import pytest
-
-    from harness import QLoRA, estimate
-    from harness.errors import ModelError
     from tiny import write_classification_jsonl
+
+    from harness import QLoRA
+    from harness.candidate import estimate
+    from harness.errors import ModelError
 
     write_classification_jsonl(tmp_path / "data.jsonl", n=40)
     (tmp_path / "s.md").write_text("answer 1 or 0")
@@ -57,10 +58,13 @@ def test_a_candidate_that_cannot_fit_fails_before_training(tmp_path, tiny_model_
 def test_baselines_are_scored_on_a_base_that_never_carries_the_adapter(tmp_path, tiny_model_dir):
     """peft attaches adapters in place; scoring baselines on test after training must still see
     the untouched base (a bug once made the baselines' test scores those of base + adapter)."""
-    from harness import QLoRA, prompts, scoring
+    from tiny import write_classification_jsonl
+
+    from harness import QLoRA
     from harness.data import load as load_data
     from harness.models import ResolvedModel, load_model, load_tokenizer
-    from tiny import write_classification_jsonl
+    from harness.prompting import prompts
+    from harness.scoring import batched as scoring
 
     write_classification_jsonl(tmp_path / "data.jsonl", n=64)
     (tmp_path / "s.md").write_text("you label news headlines. answer with the label only: 1 or 0.")
@@ -89,8 +93,9 @@ def test_baselines_are_scored_on_a_base_that_never_carries_the_adapter(tmp_path,
 def test_perplexity_of_references_and_label_generation_agreement_are_reported(tmp_path, tiny_model_dir):
     import math
 
-    from harness import QLoRA
     from tiny import write_classification_jsonl
+
+    from harness import QLoRA
 
     write_classification_jsonl(tmp_path / "data.jsonl", n=48)
     (tmp_path / "s.md").write_text("answer 1 or 0")
@@ -121,7 +126,7 @@ def test_perplexity_of_references_and_label_generation_agreement_are_reported(tm
 
 
 def test_a_generated_answer_gives_a_label_only_when_it_says_one():
-    from harness.scoring import generated_label
+    from harness.scoring.batched import generated_label
 
     labels = ["0", "1", "not sarcastic"]
     assert generated_label(" 1", labels) == "1"
@@ -133,7 +138,7 @@ def test_a_generated_answer_gives_a_label_only_when_it_says_one():
 
 
 def test_a_tie_on_the_key_metric_goes_to_the_prompt_that_tells_the_classes_apart():
-    from harness.pipeline import Approach, _selection_key
+    from harness._engine.pipeline import Approach, _selection_key
 
     one_class = Approach("one_class", "baseline", {}, metrics={"val": {"accuracy": 0.575, "macro_f1": 0.36}},
                          prompt_token_counts={"val": [40, 40]})

@@ -181,3 +181,35 @@ def test_an_unchanged_rerun_recomputes_nothing_and_a_new_threshold_rejudges(proj
     assert preds[0] == preds[1] == preds[2]
     [gate] = store.rows("gates", runs[2]["run_id"], gate="five_percent_rule")
     assert gate["outcome"] != "PASS" and gate["details"]["threshold"] == 5.0
+
+
+OUTCOMES_CONFTEST = '''
+from types import SimpleNamespace
+
+from harness import plugin
+from harness.judge.outcomes import GateResult
+
+pytest_plugins = ["harness.plugin"]
+GATES = {
+    "data_quality": GateResult("data_quality", "PASS", "no errors"),
+    "five_percent_rule": GateResult("five_percent_rule", "PASS", "accuracy 0.90 vs zero_shot 0.50"),
+    "overfit": GateResult("overfit", "PASS", "no sign of overfitting"),
+    "regression": GateResult("regression", "INCONCLUSIVE", "straddles -2 pts", {"allow_inconclusive": True}),
+}
+plugin._Session.result = lambda self, experiment: SimpleNamespace(gates=GATES)
+'''
+
+
+def test_an_allowed_inconclusive_is_an_xfail_in_pytests_own_outcome(pytester, tiny_model_dir):
+    """Gate outcomes set by hand (no run): the items and the session report what the decider says."""
+    pytester.makeconftest(OUTCOMES_CONFTEST)
+    pytester.makepyfile(test_toy=SPEC.format(model=str(tiny_model_dir), extra="").split("\n\ndef test_user")[0])
+    result = pytester.runpytest("-rx", "--harness-no-report")
+    result.assert_outcomes(passed=3, xfailed=1)
+    out = result.stdout.str()
+    assert "XFAIL test_toy.py::toy::regression - regression INCONCLUSIVE, let through by the spec's " \
+           "allow_inconclusive" in out
+    assert "regression         INCONCLUSIVE (xfail)" in out
+    strict = pytester.runpytest("--harness-strict", "--harness-no-report")  # a lane where allowed is not enough
+    strict.assert_outcomes(passed=3, failed=1)
+    assert "regression INCONCLUSIVE: straddles -2 pts" in strict.stdout.str()

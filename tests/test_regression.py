@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import regression
 from harness.errors import DataError
+from harness.judge import decision, regression
 from harness.models import ResolvedModel, load_model, load_tokenizer
 
 MMLU_SOURCE = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "mmlu_test.jsonl"
@@ -60,7 +60,7 @@ def test_shipped_slice_is_57_subjects_by_4_with_balanced_answers(mmlu):
 
 @pytest.mark.skipif(not MMLU_SOURCE.is_file(), reason="needs ../shared/datasets/mmlu_test.jsonl")
 def test_slice_script_reproduces_the_shipped_file(tmp_path):
-    from harness.suites import make_mmlu_slice
+    from harness.judge.suites import make_mmlu_slice
 
     out = tmp_path / "slice.jsonl"
     make_mmlu_slice.main([str(MMLU_SOURCE), "--out", str(out)])
@@ -131,7 +131,7 @@ def test_scoring_gives_letters_and_batched_equals_one_at_a_time(tiny, mmlu):
 def test_identical_scores_pass(mmlu):
     same = _scores(mmlu, _base_correct())
     v = regression.regression_gate(same, same)
-    assert v.gate == "regression" and v.outcome == "PASS" and v.passed
+    assert v.gate == "regression" and v.outcome == "PASS" and decision.gate_passes(v)
     assert v.message == ("MMLU slice accuracy 0.333 -> 0.333 (+0.0 pts, 95% CI +0.0..+0.0) stays above -2 pts "
                          "on 228 questions (0 broken, 0 fixed); no subject lost accuracy")
     d = v.details
@@ -149,7 +149,7 @@ def test_losing_ten_points_fails_and_names_the_worst_subject(mmlu):
     for i in right[:23]:            # 23 of 228 = 10.1 points lost
         cand[i] = 0
     v = regression.regression_gate(_scores(mmlu, base), _scores(mmlu, cand))
-    assert v.outcome == "FAIL" and not v.passed
+    assert v.outcome == "FAIL" and not decision.gate_passes(v)
     assert v.message.startswith("MMLU slice accuracy 0.333 -> 0.232 (-10.1 pts, 95% CI -")
     assert "falls below -2 pts on 228 questions (23 broken, 0 fixed)" in v.message
     worst = v.details["worst_subject"]
@@ -168,7 +168,7 @@ def test_small_noisy_loss_is_inconclusive(mmlu):
     for i in wrong[:4]:             # net -4 of 228: -1.8 points, too few questions to tell from -2
         cand[i] = 1
     v = regression.regression_gate(_scores(mmlu, base), _scores(mmlu, cand))
-    assert v.outcome == "INCONCLUSIVE" and not v.passed
+    assert v.outcome == "INCONCLUSIVE" and not decision.gate_passes(v)
     assert v.details["low"] < -0.02 < v.details["high"]
     assert "straddles -2 pts on 228 questions (8 broken, 4 fixed)" in v.message
     assert "questions would settle it" in v.message

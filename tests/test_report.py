@@ -9,9 +9,22 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from harness.report import (ReportError, _config_view, _curves, _epoch_marks, _float_text, _safe_path,
-                            interval_chart,
-                            line_chart, log_ticks, nice_ticks, scatter_chart, sparkline, verdict, write_reports)
+from harness.report import (
+    ReportError,
+    _config_view,
+    _curves,
+    _epoch_marks,
+    _float_text,
+    _safe_path,
+    interval_chart,
+    line_chart,
+    log_ticks,
+    nice_ticks,
+    scatter_chart,
+    sparkline,
+    verdict,
+    write_reports,
+)
 from harness.store import RunRecord, Store
 
 # Hostile text planted in the synthetic store (model outputs and data rows are untrusted). Each one,
@@ -207,30 +220,41 @@ def test_files_exist(reports):
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]  # atomic writes left no temp files
 
 
+def page_verdict(html: str) -> str:
+    """The label on the page's verdict badge (not some other "Fine-tune" on the page)."""
+    found = re.search(r'<section class="card verdict \w+" id="verdict" data-verdict="([^"]+)">\s*'
+                      r'<div class="big">([^<]+)</div>', html)
+    assert found and found.group(1) == found.group(2), "no verdict badge on the page"
+    return found.group(2)
+
+
+def index_verdicts(html: str) -> list[str]:
+    return re.findall(r'<td class="verdict-cell" data-verdict="[^"]+"><span class="badge \w+">([^<]+)</span>', html)
+
+
 def test_verdicts_in_plain_words(reports):
-    assert "Fine-tune" in reports["sarcasm"]
-    assert "Inconclusive" in reports["other"]
+    assert page_verdict(reports["sarcasm"]) == "Fine-tune"
+    assert page_verdict(reports["other"]) == "Inconclusive"
     assert "Keep prompting" in reports["sarcasm"]  # the first run, in the history
-    index = reports["index"]
-    assert "Fine-tune" in index and "Inconclusive" in index
-    assert 'href="sarcasm.html"' in index and 'href="headlines.v2.html"' in index
+    # the index lists experiments by name: baselines-only, headlines.v2, sarcasm
+    assert index_verdicts(reports["index"]) == ["Keep prompting", "Inconclusive", "Fine-tune"]
+    assert 'href="sarcasm.html"' in reports["index"] and 'href="headlines.v2.html"' in reports["index"]
 
 
-def test_verdict_rules():
-    def run(**outcomes):
-        return {"status": "complete", "gates": [{"gate": g, "outcome": o} for g, o in outcomes.items()]}
+def test_the_badge_is_the_decision():
+    """The page asks judge.decision (tests/test_decision.py covers every combination)."""
+    def run(status="complete", **outcomes):
+        return {"status": status, "gates": [{"gate": g, "outcome": o} for g, o in outcomes.items()]}
 
     assert verdict(run(five_percent_rule="PASS", overfit="PASS"))["label"] == "Fine-tune"
-    assert verdict(run(five_percent_rule="PASS", overfit="FAIL"))["label"] == "Inconclusive"
-    assert verdict(run(five_percent_rule="FAIL", overfit="PASS"))["label"] == "Keep prompting"
-    assert verdict(run(five_percent_rule="INCONCLUSIVE"))["label"] == "Inconclusive"
-    assert verdict(run(five_percent_rule="SKIP"))["label"] == "Inconclusive"
-    assert verdict({"status": "failed", "gates": []})["label"] == "Run failed"
+    assert verdict(run(five_percent_rule="PASS", regression="INCONCLUSIVE"))["label"] == "Inconclusive"
+    assert verdict(run(five_percent_rule="SKIP"))["label"] == "Keep prompting"  # nothing has beaten the prompts
+    assert verdict(run("failed"))["label"] == "Run failed"
 
 
 def test_baselines_only_page(reports):
     page = reports["bare"]
-    assert "Inconclusive" in page and "No training curves recorded" in page
+    assert page_verdict(page) == "Keep prompting" and "No training curves recorded" in page
     assert "no candidate declared" in page and "<script" not in page
 
 
@@ -457,7 +481,7 @@ def test_scatter_chart():
 
 
 def _ceiling_store(path) -> Store:
-    """One run whose label-scored approaches carry separation metrics (harness/separation.py)."""
+    """One run whose label-scored approaches carry separation metrics (harness/scoring/separation.py)."""
     store = Store(path)
     run = store.start_run("sarcasm", spec_file=None, config=_config())
     numbers = {  # approach: (test accuracy, label AUC, best cut)

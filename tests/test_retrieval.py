@@ -5,9 +5,10 @@ import re
 import numpy as np
 import pytest
 
-from harness import Experiment, baselines, prompts, retrieval
+from harness import Experiment, baselines
 from harness.data import Sample
 from harness.errors import DataError, SpecError
+from harness.prompting import prompts, retrieval
 
 
 def _row(text: str, answer: str = "0") -> Sample:
@@ -64,7 +65,7 @@ def test_the_retrieved_passages_sit_in_a_context_block_above_the_input():
 
 
 def test_retrieval_with_the_shipped_minilm(tmp_path):
-    from harness.embed import Embedder
+    from harness.prompting.embed import Embedder
 
     (tmp_path / "kb").mkdir()
     (tmp_path / "kb" / "places.md").write_text("The Eiffel Tower stands in Paris, France.\n\n"
@@ -159,9 +160,10 @@ def test_the_spec_api_and_the_baseline_budget(tmp_path):
 
 
 def test_a_run_stores_the_retrieval_baseline_with_its_prompts(tmp_path, tiny_model_dir, monkeypatch):
-    from harness.pipeline import run_experiment
-    from harness.store import Store
     from tiny import write_classification_jsonl
+
+    from harness._engine.pipeline import run_experiment
+    from harness.store import Store
 
     monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
     write_classification_jsonl(tmp_path / "data.jsonl", n=40)
@@ -202,7 +204,7 @@ def test_a_retrieval_baseline_can_show_examples_first_for_the_answer_format():
     from harness import baselines
     from harness.data import Sample
     from harness.errors import SpecError
-    from harness.prompts import retrieval_messages
+    from harness.prompting.prompts import retrieval_messages
 
     b = baselines.retrieval("s.md", knowledge="k.jsonl", k=3, shots=4)
     assert b.name == "retrieval_k3_shots4" and b.k == 4 and b.top_k == 3

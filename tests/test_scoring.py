@@ -1,7 +1,7 @@
 import pytest
 
-from harness import scoring
 from harness.models import ResolvedModel, load_model, load_tokenizer
+from harness.scoring import batched as scoring
 
 SYSTEM = "you label news headlines. answer with the label only: 1 or 0. " * 3  # long enough to be cached
 

@@ -2,12 +2,13 @@
 import re
 
 import pytest
-
-from harness import Experiment, QLoRA, baselines, prompts
-from harness.pipeline import run_experiment
-from harness.sealed import SealedError, SealedSplit
-from harness.store import Store
 from tiny import write_classification_jsonl
+
+from harness import Experiment, QLoRA, baselines
+from harness._engine.pipeline import run_experiment
+from harness.data.sealed import SealedError, SealedSplit
+from harness.prompting import shots
+from harness.store import Store
 
 
 def test_a_sealed_split_refuses_every_read_until_opened():
@@ -18,7 +19,7 @@ def test_a_sealed_split_refuses_every_read_until_opened():
         with pytest.raises(SealedError, match="sealed until final scoring"):
             attempt()
     with pytest.raises(SealedError):
-        prompts.choose_shots(sealed, 1, seed=0)  # few-shot selection cannot draw from it
+        shots.random_shots(sealed, 1, seed=0)  # few-shot selection cannot draw from it
     assert sealed.open("final scoring") == ["a", "b"] and sealed.opened_for == "final scoring"
 
 
@@ -66,7 +67,7 @@ def test_selection_finishes_before_the_test_split_is_opened(toy, monkeypatch):
 def test_the_best_baseline_is_picked_on_val_even_if_test_disagrees(toy, monkeypatch):
     """Plant a baseline that is worse on val but better on test: it must not be picked."""
     root, model_dir = toy
-    import harness.pipeline as pipeline
+    import harness._engine.pipeline as pipeline
 
     real = pipeline._score_split
 

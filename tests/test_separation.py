@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from harness.separation import METRICS, best_threshold_accuracy, label_auc, separation
+from harness.scoring.separation import METRICS, best_threshold_accuracy, label_auc, separation
 
 
 def _lp(margin: float) -> dict[str, float]:

@@ -1,4 +1,4 @@
-"""Tests for harness.stats: hand-computed cases, determinism, and the simulation proof."""
+"""Tests for harness.judge.stats: hand-computed cases, determinism, and the simulation proof."""
 from __future__ import annotations
 
 import math
@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from scipy.stats import binomtest
 
-from harness import stats
-from harness.stats import paired_uplift
+from harness.judge import stats
+from harness.judge.stats import paired_uplift
 
 
 def test_identical_arrays_give_zero_uplift_and_fail():

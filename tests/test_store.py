@@ -72,7 +72,7 @@ def test_unknown_table_or_column_is_refused():
 
 
 def test_an_old_store_is_migrated_on_open_and_keeps_its_runs(tmp_path, monkeypatch):
-    import harness.store as store_mod
+    import harness.store.db as store_mod
 
     path = tmp_path / "old.duckdb"
     old = store_mod.MIGRATIONS[:2]

@@ -4,8 +4,8 @@ import json
 import pytest
 
 from harness import Experiment, QLoRA, Sweep, baselines
+from harness._engine.pipeline import run_experiment, run_sweep
 from harness.errors import SpecError
-from harness.pipeline import run_experiment, run_sweep
 from harness.store import Store
 
 
@@ -146,7 +146,7 @@ def test_a_worker_killed_mid_trial_leaves_it_failed_and_the_next_worker_finishes
 
     import optuna
 
-    from harness import sweep as sweep_mod
+    from harness.candidate import sweep as sweep_mod
 
     spec = _spec(tmp_path, tiny_model_dir, trials=2, pruner=None, epochs=[40])  # a long first trial
     (tmp_path / "spec.py").write_text(

@@ -1,9 +1,10 @@
-from harness import prompts
-from harness.data import load, split
-from harness.experiment import QLoRA
-from harness.models import ResolvedModel, load_model, load_tokenizer
-from harness.train import conversation, train
 from tiny import write_classification_jsonl
+
+from harness.candidate.train import conversation, train
+from harness.data import load, split
+from harness.models import ResolvedModel, load_model, load_tokenizer
+from harness.prompting import prompts
+from harness.spec.experiment import QLoRA
 
 
 def test_qlora_training_moves_the_loss_and_saves_the_adapter(tmp_path, tiny_model_dir):

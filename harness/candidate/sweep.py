@@ -1,0 +1,293 @@
+"""Hyperparameter sweeps: an Optuna study over the candidate's QLoRA settings.
+
+The harness drives the study itself (trl's SFTTrainer takes no `model_init`, so
+`Trainer.hyperparameter_search` cannot vary the LoRA rank): a seeded TPE sampler proposes
+settings, the pipeline trains and scores each on the validation split, and a pruner fed
+the validation loss at every evaluation stops trials that trail.
+
+Storage is Optuna's, so studies resume and several workers can share one:
+  - by default a journal file next to the DuckDB store (safe for several processes on one
+    machine; a trial whose worker process died is marked failed by the next worker);
+  - `postgresql://...` (any SQLAlchemy URL) for workers on several machines, with Optuna's
+    heartbeat: a worker that stops beating has its trial marked failed.
+Every finished trial is mirrored into the DuckDB store with what it produced (user
+attributes carry it, so any worker can mirror any trial exactly once).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+from harness.errors import SpecError
+from harness.spec.experiment import QLoRA, Sweep
+from harness.store import workers
+
+JOURNAL_NAME = "optuna-journal.log"
+HEARTBEAT_SECONDS = 30  # a remote worker silent for GRACE_SECONDS has its trial failed
+GRACE_SECONDS = 120
+WAIT_SECONDS = 5  # how often a worker with nothing to start checks on others' running trials
+PRUNE_STEP_ATTR = "pruned_at_step"
+FINISHED = ("COMPLETE", "PRUNED", "FAIL")
+
+
+@dataclass
+class TrialResult:
+    """What training and scoring one trial produced (kept as Optuna user attributes)."""
+
+    value: float | None  # key metric on the validation split; None when pruned
+    pruned: bool
+    val_metrics: dict = field(default_factory=dict)
+    curves: list[dict] = field(default_factory=list)
+    steps: int = 0
+    seconds: float = 0.0
+    adapter_path: str | None = None
+    adapter_sha256: str | None = None
+
+
+def study_name(experiment_name: str, sweep: Sweep, candidate: QLoRA, *hashes: str) -> str:
+    """The experiment's name and a hash of everything that makes trials comparable: a changed
+    search space, base config, model or data starts a new study; the same one resumes."""
+    what = json.dumps([sweep.config(), candidate.config(), *hashes], sort_keys=True, default=str)
+    return f"{experiment_name}-{hashlib.sha256(what.encode()).hexdigest()[:12]}"
+
+
+def storage_url(store_path: str, storage: str | None) -> str:
+    """The Optuna storage: an explicit URL, else a journal file beside the DuckDB store."""
+    if storage:
+        return storage
+    if store_path == ":memory:":
+        raise SpecError("a sweep needs a store on disk (its journal lives beside it) or --sweep-storage URL")
+    return str(Path(store_path).parent / JOURNAL_NAME)
+
+
+def open_storage(url: str):
+    import optuna
+    from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+
+    if "://" in url:
+        return _open_rdb(url)
+    Path(url).parent.mkdir(parents=True, exist_ok=True)
+    return optuna.storages.JournalStorage(JournalFileBackend(url, lock_obj=JournalFileOpenLock(url)))
+
+
+def _open_rdb(url: str, attempts: int = 5):
+    """Optuna's RDB storage with a heartbeat. Workers starting together race to create its
+    tables; the loser sees a duplicate-key error and simply retries against the tables the
+    winner made."""
+    import warnings
+
+    import optuna
+
+    for attempt in range(attempts):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeat_interval
+                return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_SECONDS,
+                                                  grace_period=GRACE_SECONDS, engine_kwargs={"pool_pre_ping": True})
+        except ImportError as e:
+            raise SpecError(f"sweep storage {_redacted(url)} needs a database driver: {e}; "
+                            f"install harness[postgres]") from e
+        except Exception as e:
+            if attempt == attempts - 1:
+                raise SpecError(f"sweep storage {_redacted(url)} cannot be opened: "
+                                f"{str(e).splitlines()[0]}") from e
+            time.sleep(0.5 * (attempt + 1))
+
+
+def _redacted(url: str) -> str:
+    """The URL without its password, for messages."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        credentials, host = rest.rsplit("@", 1)
+        if ":" in credentials:
+            return f"{scheme}://{credentials.split(':', 1)[0]}:***@{host}"
+    return url
+
+
+def _pruner(sweep: Sweep):
+    import optuna
+
+    if sweep.pruner in (None, "none"):
+        return optuna.pruners.NopPruner()
+    if sweep.pruner == "median":
+        # Two full trials set the bar; every evaluation after that can stop a trailing trial.
+        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
+    return sweep.pruner
+
+
+def load_study(name: str, storage, sweep: Sweep):
+    import optuna
+
+    # TPE starts from random proposals; Optuna's default of 10 would leave a small budget all random.
+    sampler = optuna.samplers.TPESampler(seed=sweep.seed, n_startup_trials=max(2, min(10, sweep.trials // 2)))
+    return optuna.create_study(study_name=name, storage=storage, direction="maximize", load_if_exists=True,
+                               sampler=sampler, pruner=_pruner(sweep))
+
+
+def fail_dead_trials(study) -> list[int]:
+    """Mark failed the running trials whose worker on this host no longer exists.
+
+    The journal file has no heartbeat, so this is how a killed worker's trial stops looking
+    alive. Remote workers' trials are left to the RDB storage's heartbeat."""
+    from optuna.trial import TrialState
+
+    failed = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        owner = trial.user_attrs.get("worker", "")
+        if workers.died(owner):
+            try:
+                study._storage.set_trial_user_attr(trial._trial_id, "error", f"worker {owner} died mid-trial")
+                study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+                failed.append(trial.number)
+            except Exception:  # another worker got there first: it is failed either way
+                pass
+    return failed
+
+
+def _count(study, *states: str) -> int:
+    from optuna.trial import TrialState
+
+    return len(study.get_trials(deepcopy=False, states=tuple(TrialState[s] for s in states)))
+
+
+def pruning_callback(trial, log: Callable[[str], None], name: str):
+    """A TrainerCallback that reports each validation loss to the trial and stops training
+    when the pruner says so. Reported negated: the study maximizes the key metric, and
+    Optuna's pruners compare intermediate values in the study's direction."""
+    from transformers import TrainerCallback
+
+    class Pruning(TrainerCallback):
+        pruned_at = None
+
+        def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+            if not metrics or "eval_loss" not in metrics or state.global_step == 0:
+                return  # step 0 is the same base model for every trial: nothing to compare
+            trial.report(-metrics["eval_loss"], state.global_step)
+            if trial.should_prune():
+                self.pruned_at = state.global_step
+                control.should_training_stop = True
+                log(f"{name}: pruned at step {state.global_step} (val loss {metrics['eval_loss']:.4f} trails "
+                    f"the other trials at this step)")
+
+    return Pruning()
+
+
+def _trial_row(study_name_: str, experiment: str, key_metric: str, trial) -> dict:
+    attrs = trial.user_attrs
+    return {"study": study_name_, "experiment": experiment, "number": trial.number, "state": trial.state.name,
+            "params": attrs.get("params", trial.params), "key_metric": key_metric,
+            "value": trial.value if trial.state.name == "COMPLETE" else None,
+            "val_metrics": attrs.get("val_metrics"), "curves": attrs.get("curves"), "steps": attrs.get("steps"),
+            "adapter_path": attrs.get("adapter_path"), "adapter_sha256": attrs.get("adapter_sha256"),
+            "seconds": attrs.get("seconds"), "worker": attrs.get("worker"),
+            "started_at": _utc(trial.datetime_start), "finished_at": _utc(trial.datetime_complete),
+            "error": attrs.get("error")}
+
+
+def _utc(when: datetime | None) -> datetime | None:
+    """Optuna keeps naive local times; the store keeps naive UTC."""
+    if when is None:
+        return None
+    return when.astimezone(timezone.utc).replace(tzinfo=None)
+
+
+def mirror(store, study, experiment: str, key_metric: str) -> int:
+    """Upsert every finished trial of the study into the DuckDB store; returns how many."""
+    rows = [_trial_row(study.study_name, experiment, key_metric, t) for t in study.get_trials(deepcopy=False)
+            if t.state.name in FINISHED]
+    store.record_trials(rows)
+    return len(rows)
+
+
+def run(sweep: Sweep, candidate: QLoRA, *, name: str, experiment: str, key_metric: str, storage, store,
+        train_one: Callable[[object, QLoRA], TrialResult], log: Callable[[str], None] = print,
+        trials: int | None = None) -> object:
+    """Run trials until the study holds `trials` complete or pruned ones (joining any workers
+    already at it); returns the study. `train_one(trial, spec)` trains and scores one setting."""
+    import optuna
+    from optuna.trial import TrialState
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the harness logs each trial itself
+    budget = trials or sweep.trials
+    study = load_study(name, storage, sweep)
+    mirror(store, study, experiment, key_metric)
+
+    def objective(trial) -> float:
+        trial.set_user_attr("worker", workers.worker_id())
+        params = sweep.suggest(trial)
+        try:
+            spec = QLoRA(**{**candidate.config(), **params})
+        except SpecError as e:
+            raise SpecError(f"{experiment}: sweep trial #{trial.number} proposed {params}: {e}") from e
+        trial.set_user_attr("params", params)
+        done = _count(study, "COMPLETE", "PRUNED")
+        log(f"{experiment}: sweep trial #{trial.number} ({done + 1} of {budget}): {describe(params)}")
+        started = time.perf_counter()
+        try:
+            result = train_one(trial, spec)
+        except Exception as e:
+            trial.set_user_attr("error", f"{type(e).__name__}: {e}"[:2000])
+            trial.set_user_attr("seconds", time.perf_counter() - started)
+            raise
+        for key, value in (("val_metrics", result.val_metrics), ("curves", result.curves), ("steps", result.steps),
+                           ("seconds", result.seconds or time.perf_counter() - started),
+                           ("adapter_path", result.adapter_path), ("adapter_sha256", result.adapter_sha256)):
+            trial.set_user_attr(key, value)
+        if result.pruned:
+            raise optuna.TrialPruned()
+        return result.value
+
+    def after(study_, trial) -> None:
+        mirror_one = _trial_row(study_.study_name, experiment, key_metric, trial)
+        store.record_trials([mirror_one])
+        if trial.state == TrialState.COMPLETE:
+            log(f"{experiment}: sweep trial #{trial.number} complete: {key_metric} {trial.value:.4f} on val "
+                f"(best so far #{study_.best_trial.number}, {study_.best_value:.4f})")
+        elif trial.state == TrialState.PRUNED:
+            log(f"{experiment}: sweep trial #{trial.number} pruned after {trial.user_attrs.get('steps')} steps")
+
+    while True:
+        for number in fail_dead_trials(study):
+            log(f"{experiment}: sweep trial #{number} was left running by a worker that died; marked failed")
+        done, running = _count(study, "COMPLETE", "PRUNED"), _count(study, "RUNNING")
+        if done >= budget:
+            break
+        if done + running >= budget:  # others are finishing the budget; wait in case one of them dies
+            time.sleep(WAIT_SECONDS)
+            if _is_rdb(storage):
+                optuna.storages.fail_stale_trials(study)
+            continue
+        try:
+            study.optimize(objective, n_trials=1, callbacks=[after], catch=())
+        except Exception:
+            mirror(store, study, experiment, key_metric)  # the failed trial is recorded before the error surfaces
+            raise
+    mirror(store, study, experiment, key_metric)
+    return study
+
+
+def _is_rdb(storage) -> bool:
+    import optuna
+
+    return isinstance(storage, optuna.storages.RDBStorage)
+
+
+def best_trial(store, study: str) -> dict | None:
+    """The stored trial with the best validation value (the earliest among equals)."""
+    return best_of(store.trials(study=study))
+
+
+def best_of(trials: list[dict]) -> dict | None:
+    """Among trial rows, the complete one with the best value; ties go to the earlier trial."""
+    complete = [t for t in trials if t["state"] == "COMPLETE" and t["value"] is not None]
+    return max(complete, key=lambda t: (t["value"], -t["number"]), default=None)
+
+
+def describe(params: dict, sep: str = ", ") -> str:
+    """A trial's settings in one line: r=16, learning_rate=0.000256, epochs=2."""
+    return sep.join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())

@@ -1,0 +1,214 @@
+"""QLoRA training: 4-bit NF4 base + peft LoRA, trained by trl's SFTTrainer on the answers only.
+
+Examples become prompt/completion conversations, so trl computes the loss on the
+assistant's answer alone. Validation loss is measured before training (step 0) and at
+every evaluation, giving the curves the overfit gate reads.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from harness.spec.experiment import QLoRA
+
+
+@dataclass
+class Trained:
+    adapter_path: str
+    adapter_sha256: str
+    curves: list[dict] = field(default_factory=list)  # {step, epoch, split: train|val, loss}
+    seconds: float = 0.0
+    steps: int = 0
+    trainable_params: int = 0
+    total_params: int = 0
+    device: str = "cpu"
+
+    def summary(self) -> dict:
+        """What the adapter cache keeps beside the adapter (everything but its path and hash)."""
+        return {"curves": self.curves, "seconds": self.seconds, "steps": self.steps,
+                "trainable_params": self.trainable_params, "total_params": self.total_params, "device": self.device}
+
+
+def conversation(messages: list[dict], answer: str) -> dict:
+    """One training row in trl's conversational prompt/completion form."""
+    return {"prompt": messages, "completion": [{"role": "assistant", "content": answer}]}
+
+
+def _progress_callback(log: Callable[[str], None], name: str):
+    from transformers import TrainerCallback
+
+    class Progress(TrainerCallback):
+        """One line per logging step: where training is, its loss, and time left."""
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.start = time.perf_counter()
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if not logs or state.max_steps == 0:
+                return
+            elapsed = time.perf_counter() - self.start
+            eta = elapsed / max(state.global_step, 1) * (state.max_steps - state.global_step)
+            what = (f"loss {logs['loss']:.4f}" if "loss" in logs else
+                    f"val loss {logs['eval_loss']:.4f}" if "eval_loss" in logs else None)
+            if what:
+                log(f"{name}: step {state.global_step}/{state.max_steps} epoch {state.epoch or 0:.2f} {what} "
+                    f"({elapsed:.0f}s elapsed, ~{eta:.0f}s left)")
+
+    return Progress()
+
+
+def adapter_sha256(path: str | Path) -> str:
+    """sha256 over an adapter folder's safetensors files."""
+    h = hashlib.sha256()
+    for f in sorted(Path(path).glob("*.safetensors")):
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+CHECKPOINT_FILES = ("trainer_state.json", "adapter_model.safetensors", "optimizer.pt", "scheduler.pt")
+
+
+def last_complete_checkpoint(folder: Path, *, log: Callable[[str], None] = print, name: str = "candidate"):
+    """The newest checkpoint-N folder whose files are all there and readable, or None.
+
+    transformers writes a checkpoint file by file, so a process killed while saving leaves a
+    folder with some files missing or cut short: it is skipped (and said so), never resumed."""
+    import json
+    import zipfile
+
+    from safetensors import safe_open
+
+    def complete(path: Path) -> bool:
+        try:
+            if not all((path / f).is_file() for f in CHECKPOINT_FILES):
+                return False
+            json.loads((path / "trainer_state.json").read_text())
+            with safe_open(str(path / "adapter_model.safetensors"), "pt") as weights:
+                for key in weights.keys():
+                    weights.get_tensor(key)
+            for archive in ("optimizer.pt", "scheduler.pt"):  # torch.save writes zip archives
+                with zipfile.ZipFile(path / archive) as z:
+                    if z.testzip() is not None:
+                        return False
+            return True
+        except Exception:  # any part that cannot be read means the checkpoint is not complete
+            return False
+
+    found = sorted((p for p in Path(folder).glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
+                   key=lambda p: int(p.name.split("-")[-1]), reverse=True)
+    for path in found:
+        if complete(path):
+            return path
+        log(f"{name}: skipping {path.name}: half-written (a process stopped while saving it)")
+    return None
+
+
+def train(model, tokenizer, spec: QLoRA, train_rows: list[dict], val_rows: list[dict], output_dir: str | Path,
+          *, log: Callable[[str], None] = print, name: str = "candidate",
+          callbacks: list | tuple = (), resume: bool = True) -> tuple[object, Trained]:
+    """Train LoRA adapters on a (quantized) base model; returns the peft model and what happened.
+
+    `callbacks` are extra transformers TrainerCallbacks (a sweep's pruning callback).
+    resume: continue from the last complete checkpoint in `output_dir` (a run killed part way
+    and started again with the same output_dir); a half-written checkpoint is skipped."""
+    import torch
+    from datasets import Dataset
+    from peft import LoraConfig, prepare_model_for_kbit_training
+    from transformers import EarlyStoppingCallback
+    from trl import SFTConfig, SFTTrainer
+
+    cuda = torch.cuda.is_available()
+    bf16 = cuda and torch.cuda.is_bf16_supported()
+    checkpointing = cuda if spec.gradient_checkpointing is None else spec.gradient_checkpointing
+    if getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_quantized", False):
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpointing)
+    output_dir = Path(output_dir)
+    steps_per_epoch = math.ceil(len(train_rows) / (spec.batch_size * spec.gradient_accumulation_steps))
+    total_steps = math.ceil(steps_per_epoch * spec.epochs)
+    eval_every = max(1, steps_per_epoch // spec.evals_per_epoch)
+    early_stopping = bool(spec.early_stopping_patience) and bool(val_rows)
+    args = SFTConfig(
+        output_dir=str(output_dir / "trainer"),
+        per_device_train_batch_size=spec.batch_size,
+        per_device_eval_batch_size=spec.batch_size * 2,
+        gradient_accumulation_steps=spec.gradient_accumulation_steps,
+        num_train_epochs=spec.epochs,
+        learning_rate=spec.learning_rate,
+        lr_scheduler_type=spec.lr_scheduler,
+        warmup_steps=spec.warmup_ratio,  # transformers 5: a float below 1 is a ratio of total steps
+        weight_decay=spec.weight_decay,
+        max_length=spec.max_length,
+        logging_steps=max(1, min(10, steps_per_epoch // 4)),
+        eval_strategy="steps" if val_rows else "no",
+        eval_steps=eval_every,
+        # A checkpoint at every evaluation (or epoch, without validation): a killed run resumes
+        # from the last complete one, and early stopping reloads the best at the end.
+        save_strategy="steps" if resume or early_stopping else "no",
+        save_steps=eval_every if val_rows else steps_per_epoch,
+        save_total_limit=2,
+        load_best_model_at_end=early_stopping,
+        metric_for_best_model="eval_loss" if early_stopping else None,
+        greater_is_better=False if early_stopping else None,
+        report_to=[],
+        seed=spec.seed,
+        data_seed=spec.seed,
+        bf16=bf16,
+        fp16=cuda and not bf16,
+        use_cpu=not cuda,
+        gradient_checkpointing=checkpointing,
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
+    lora = LoraConfig(r=spec.r, lora_alpha=spec.alpha, lora_dropout=spec.dropout, task_type="CAUSAL_LM",
+                      target_modules=list(spec.target_modules) if isinstance(spec.target_modules, tuple)
+                      else spec.target_modules)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(train_rows),
+                         eval_dataset=Dataset.from_list(val_rows) if val_rows else None,
+                         processing_class=tokenizer, peft_config=lora,
+                         callbacks=[_progress_callback(log, name), *callbacks] + (
+                             [EarlyStoppingCallback(early_stopping_patience=spec.early_stopping_patience)]
+                             if early_stopping else []))
+    # With tqdm off, transformers prints every log dict to stdout; the progress callback says it better.
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)
+    trainable, total = trainer.model.get_nb_trainable_parameters()
+    log(f"{name}: QLoRA r={spec.r} alpha={spec.alpha} lr={spec.learning_rate:g} epochs={spec.epochs:g}: "
+        f"{trainable:,} trainable of {total:,} parameters, {total_steps} steps on {'cuda' if cuda else 'cpu'}")
+    curves = []
+    if val_rows:
+        start_loss = trainer.evaluate()["eval_loss"]
+        curves.append({"step": 0, "epoch": 0.0, "split": "val", "loss": start_loss})
+        log(f"{name}: val loss before training {start_loss:.4f}")
+    checkpoint = last_complete_checkpoint(output_dir / "trainer", log=log, name=name) if resume else None
+    if checkpoint is not None:
+        log(f"{name}: resuming from {checkpoint.name} (a previous attempt stopped there)")
+    start = time.perf_counter()
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    seconds = time.perf_counter() - start
+    step = trainer.state.global_step
+    if early_stopping:
+        best = trainer.state.best_model_checkpoint
+        log(f"{name}: kept the best checkpoint ({best}, val loss {trainer.state.best_metric:.4f}); "
+            f"stopped at step {step} of {total_steps}")
+    elif val_rows and not any(h.get("step") == step and "eval_loss" in h for h in trainer.state.log_history):
+        trainer.evaluate()  # the curve should end where training ended
+    for entry in trainer.state.log_history:
+        if "loss" in entry:
+            curves.append({"step": entry["step"], "epoch": entry.get("epoch"), "split": "train", "loss": entry["loss"]})
+        if "eval_loss" in entry:
+            curves.append({"step": entry["step"], "epoch": entry.get("epoch"), "split": "val",
+                           "loss": entry["eval_loss"]})
+    adapter_dir = output_dir / "adapter"
+    trainer.model.save_pretrained(adapter_dir)
+    tokenizer.save_pretrained(adapter_dir)
+    shutil.rmtree(output_dir / "trainer", ignore_errors=True)  # checkpoints only served a resume
+    peft_model = trainer.model
+    peft_model.eval()
+    return peft_model, Trained(str(adapter_dir), adapter_sha256(adapter_dir), curves, seconds, trainer.state.global_step,
+                               trainable, total, "cuda" if cuda else "cpu")
