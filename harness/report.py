@@ -18,9 +18,7 @@ import base64
 import hashlib
 import json
 import math
-import os
 import re
-import tempfile
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
@@ -32,6 +30,7 @@ from markupsafe import Markup, escape
 
 from harness.candidate.sweep import best_of
 from harness.errors import HarnessError
+from harness.files import write_text_atomically
 from harness.judge import decision, recommendation
 from harness.judge.decision import FINE_TUNE, INCONCLUSIVE_VERDICT, KEEP_PROMPTING
 from harness.judge.outcomes import FAIL, FIVE_PERCENT_RULE, INCONCLUSIVE, PASS, SKIP, GateResult
@@ -131,7 +130,7 @@ def write_reports(store: Store, out_dir: str | Path, *, gpu_hour_price: float | 
         html = env.get_template("experiment.html").render(
             **page, title=f"{name}: {page['verdict']['label']}", csp=_csp(FLIPS_JS), flips_js=Markup(FLIPS_JS),
             generated=_now_text(), index_href="index.html")
-        _write_atomic(path, html)
+        write_text_atomically(path, html)
         written.append(path)
         index_rows.append(_index_row(page, href=quote(path.name)))
     counts = {label: sum(1 for r in index_rows if r["verdict"]["label"] == label)
@@ -140,7 +139,7 @@ def write_reports(store: Store, out_dir: str | Path, *, gpu_hour_price: float | 
         rows=index_rows, counts=counts, title="Fine-tune or keep prompting?", csp=_csp(None),
         generated=_now_text(), store_path=store.path)
     index_path = _safe_path(out, "index")
-    _write_atomic(index_path, index_html)
+    write_text_atomically(index_path, index_html)
     return [index_path, *written]
 
 
@@ -174,23 +173,6 @@ def _safe_path(out_dir: str | Path, stem: str) -> Path:
     if target.parent != root:
         raise ReportError(f"refusing to write a report page for {stem!r}: {target} is outside {root}")
     return target
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def _csp(script: str | None) -> str:

@@ -5,9 +5,9 @@ import torch
 from tiny import write_classification_jsonl
 
 from harness import data
-from harness.candidate.train import adapter_sha256
 from harness.errors import HarnessError
 from harness.export import RECORD, export
+from harness.files import adapter_sha256
 from harness.models import load_model, resolve
 from harness.prompting import prompts
 from harness.scoring import batched as scoring

@@ -22,11 +22,12 @@ from typing import Callable
 from harness import data as data_mod
 from harness.data.sealed import SealedSplit
 from harness.errors import DataError, HarnessError, ModelError, SpecError
-from harness.judge.outcomes import FAIL, SKIP, GateResult
 from harness.judge import gates, regression, stats
+from harness.judge.outcomes import FAIL, SKIP, GateResult
 from harness.prompting import calibration, prompts, retrieval, shots
 from harness.scoring import batched as scoring
 from harness.scoring import cache, metrics
+from harness.scoring.scored import Scored
 from harness.scoring.separation import separation
 from harness.spec.baselines import expand as expand_baselines
 from harness.spec.experiment import Experiment
@@ -143,14 +144,14 @@ class _Scorer:
         self.max_new_tokens, self.batch_size, self.log = max_new_tokens, batch_size, log
 
     def __call__(self, model_id: str, get_model: Callable[[], object], message_lists: list[list[dict]],
-                 what: str) -> scoring.Scored:
+                 what: str) -> Scored:
         """The task's own scoring: label likelihoods for classification, generation otherwise."""
         if self.task == "classification":
             return self.raw(model_id, get_model, self._render(message_lists), self.labels, what, template=True)
         return self.generate(model_id, get_model, message_lists, self.max_new_tokens, what)
 
     def raw(self, model_id: str, get_model: Callable[[], object], texts: list[str], labels: list[str],
-            what: str, template: bool = False) -> scoring.Scored:
+            what: str, template: bool = False) -> Scored:
         """Label scoring of prompts as given (e.g. a multiple-choice suite, template=False, or
         chat-rendered prompts); `template` only keeps the two apart in the cache."""
         def score(model, prompts):
@@ -162,7 +163,7 @@ class _Scorer:
         return self._cached(model_id, get_model, score, texts, decoding, what)
 
     def generate(self, model_id: str, get_model: Callable[[], object], message_lists: list[list[dict]],
-                 max_new_tokens: int, what: str) -> scoring.Scored:
+                 max_new_tokens: int, what: str) -> Scored:
         """Greedy generation, batched; also what label scoring's agreement check compares with."""
         def score(model, prompts):
             self.tokenizer.padding_side = "left"
@@ -186,7 +187,7 @@ class _Scorer:
             loglik, counts = scoring.score_continuations(model, self.tokenizer, [a for a, _ in todo],
                                                          [b for _, b in todo], batch_size=self.batch_size,
                                                          progress=self._progress(what, len(todo)))
-            return scoring.Scored([""] * len(todo), [0.0] * len(todo), counts,
+            return Scored([""] * len(todo), [0.0] * len(todo), counts,
                                   label_logprobs=[{"reference": ll} for ll in loglik], generated_tokens=counts)
 
         scored = self._cached(model_id, get_model, score, keys, {"reference_loglik": True}, what)
@@ -196,7 +197,7 @@ class _Scorer:
         return [scoring.render(self.tokenizer, m) for m in message_lists]
 
     def _cached(self, model_id: str, get_model: Callable[[], object], score: Callable, prompts: list[str],
-                decoding: dict, what: str) -> scoring.Scored:
+                decoding: dict, what: str) -> Scored:
         """Outputs from the cache where there, the model (loaded only then) for the rest."""
         scored, computed = cache.cached_score(self.store, model_id, get_model, score, prompts, decoding)
         if computed < len(prompts):
@@ -660,7 +661,7 @@ def _check_memory(name: str, resolved, spec, tokenizer, train_rows: list[dict], 
 
 
 def _score_split(scorer: _Scorer, approach: Approach, split: str, rows: list, model_id: str, get_model: Callable,
-                 messages: Callable, key, extra, name: str, what: str | None = None) -> scoring.Scored:
+                 messages: Callable, key, extra, name: str, what: str | None = None) -> Scored:
     """Score one approach on one split: predictions, per-example key metric, every metric."""
     message_lists = [messages(s) for s in rows]
     scored = scorer(model_id, get_model, message_lists, f"{name}: {approach.name} {what or split}")
@@ -707,7 +708,7 @@ def _with_twins(approaches: list[tuple], twins: dict) -> list[Approach]:
     return out
 
 
-def _record_calibrated(approach: Approach, split: str, rows: list, scored: scoring.Scored, priors: list[dict],
+def _record_calibrated(approach: Approach, split: str, rows: list, scored: Scored, priors: list[dict],
                        paid: list[tuple[float, int]], key, extra) -> None:
     """A twin's outputs: its baseline's label scores re-ranked against a prior per row, with
     what measuring the prior cost that row (latency ms, prompt tokens) added to its own."""
@@ -726,7 +727,7 @@ class _BatchTwin:
     def __init__(self, approach: Approach):
         self.approach, self.prior = approach, None
 
-    def score(self, scorer: _Scorer, split: str, rows: list, scored: scoring.Scored, model_id: str,
+    def score(self, scorer: _Scorer, split: str, rows: list, scored: Scored, model_id: str,
               get_model: Callable, key, extra, name: str) -> None:
         if self.prior is None:
             self.prior = calibration.mean_probs(scored.label_logprobs)
@@ -748,7 +749,7 @@ class _ContextualTwin:
         self.approach, self.build, self.context_for, self.per_input = approach, build, context_for, per_input
         self.measured: dict[tuple, tuple[dict, float, int]] = {}  # context keys -> (p_cf, latency ms, tokens)
 
-    def score(self, scorer: _Scorer, split: str, rows: list, scored: scoring.Scored, model_id: str,
+    def score(self, scorer: _Scorer, split: str, rows: list, scored: Scored, model_id: str,
               get_model: Callable, key, extra, name: str) -> None:
         examples = [self.context_for(s) for s in rows]
         sets = [tuple(e.key for e in shots) for shots in examples]
@@ -773,7 +774,7 @@ class _ContextualTwin:
         self.approach.config["content_free_inputs"] = list(calibration.CONTENT_FREE)
 
 
-def _record_split(approach: Approach, split: str, rows: list, scored: scoring.Scored, key, extra) -> None:
+def _record_split(approach: Approach, split: str, rows: list, scored: Scored, key, extra) -> None:
     """An approach's outputs on a split, with its per-example key metric and every metric."""
     refs = [s.answer.strip() for s in rows]
     preds = [p.strip() for p in scored.predictions]

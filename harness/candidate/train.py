@@ -6,7 +6,6 @@ every evaluation, giving the curves the overfit gate reads.
 """
 from __future__ import annotations
 
-import hashlib
 import math
 import shutil
 import time
@@ -14,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from harness.files import adapter_sha256
 from harness.spec.experiment import QLoRA
 
 
@@ -60,14 +60,6 @@ def _progress_callback(log: Callable[[str], None], name: str):
                     f"({elapsed:.0f}s elapsed, ~{eta:.0f}s left)")
 
     return Progress()
-
-
-def adapter_sha256(path: str | Path) -> str:
-    """sha256 over an adapter folder's safetensors files."""
-    h = hashlib.sha256()
-    for f in sorted(Path(path).glob("*.safetensors")):
-        h.update(f.read_bytes())
-    return h.hexdigest()
 
 
 CHECKPOINT_FILES = ("trainer_state.json", "adapter_model.safetensors", "optimizer.pt", "scheduler.pt")

@@ -10,8 +10,7 @@ import math
 from dataclasses import asdict
 
 from harness.judge import stats
-from harness.judge.outcomes import (DATA_QUALITY, FAIL, FIVE_PERCENT_RULE, INCONCLUSIVE, OVERFIT, PASS, SKIP,
-                                    GateResult)
+from harness.judge.outcomes import DATA_QUALITY, FAIL, FIVE_PERCENT_RULE, INCONCLUSIVE, OVERFIT, PASS, SKIP, GateResult
 
 
 def _pct(x: float) -> str:

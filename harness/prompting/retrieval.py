@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -25,6 +23,7 @@ import numpy as np
 
 from harness.data import Sample
 from harness.errors import DataError
+from harness.files import write_atomically
 
 INDEX_VERSION = "1"  # bump when what is embedded for a passage changes
 KNOWLEDGE_SUFFIXES = (".txt", ".md")
@@ -175,24 +174,13 @@ def build_index(knowledge: Knowledge, embed: Callable[[list[str]], object], mode
     vectors = np.asarray(_as_numpy(embed([p.embedded for p in knowledge.passages])), dtype=np.float32)
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        _write_atomically(vectors_file, lambda f: np.save(f, vectors))
+        write_atomically(vectors_file, lambda f: np.save(f, vectors))
         # the JSON last: a reader finds it only once the vectors beside it are complete
         meta = {"source": knowledge.path, "source_sha256": knowledge.sha256, "model": model_id, "ids": ids}
-        _write_atomically(meta_file, lambda f: f.write(json.dumps(meta).encode()))
+        write_atomically(meta_file, lambda f: f.write(json.dumps(meta).encode()))
     except OSError as e:
         log(f"retrieval: index not cached ({e}); it is rebuilt next run")
     return PassageIndex(knowledge, vectors, key)
-
-
-def _write_atomically(path: Path, write: Callable) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _as_numpy(vectors) -> np.ndarray:

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
+
+from harness.scoring.scored import Scored
 
 PREFIX_CACHE_MIN_TOKENS = 64  # below this, copying the cache costs more than recomputing it
 
@@ -28,18 +29,6 @@ def _cache_arg() -> str:
 
 
 CACHE_ARG = _cache_arg()
-
-
-@dataclass
-class Scored:
-    predictions: list[str]
-    latencies_ms: list[float]  # per example: its batch's wall time shared across the batch
-    prompt_tokens: list[int]
-    label_logprobs: list[dict[str, float]] = field(default_factory=list)
-    generated_tokens: list[int] = field(default_factory=list)
-    # the reference answers' log-likelihoods and token counts, when a perplexity is asked for
-    reference_loglik: list[float] = field(default_factory=list)
-    reference_tokens: list[int] = field(default_factory=list)
 
 
 def generated_label(text: str, labels: list[str]) -> str | None:

@@ -13,7 +13,8 @@ import json
 from pathlib import Path
 from typing import Callable
 
-from harness.scoring import batched as scoring
+from harness.files import adapter_sha256
+from harness.scoring.scored import Scored
 
 # Bump when a change in scoring or training code changes outputs for the same inputs.
 CODE_VERSION = "2"  # 2: baselines scored after training ran on an adapter-carrying base (fixed)
@@ -28,7 +29,7 @@ def digest(*parts) -> str:
 
 
 def cached_score(store, model_id: str, load_model: Callable[[], object], score: Callable[[object, list[str]],
-                 scoring.Scored], prompts: list[str], decoding: dict) -> tuple[scoring.Scored, int]:
+                 Scored], prompts: list[str], decoding: dict) -> tuple[Scored, int]:
     """Score `prompts`, computing only those whose outputs are not cached yet; also says how many were computed."""
     keys = [digest(model_id, decoding, p) for p in prompts]
     hits = store.cached_outputs(keys) if store is not None else {}
@@ -46,7 +47,7 @@ def cached_score(store, model_id: str, load_model: Callable[[], object], score: 
         hits.update({r["key"]: r for r in rows})
     entries = [hits[k] for k in keys]
     logprobs = [json.loads(e["label_logprobs"]) if e["label_logprobs"] else {} for e in entries]
-    return scoring.Scored(
+    return Scored(
         predictions=[e["prediction"] for e in entries],
         latencies_ms=[e["latency_ms"] for e in entries],
         prompt_tokens=[e["prompt_tokens"] for e in entries],
@@ -63,7 +64,5 @@ def usable_adapter(entry: dict | None) -> bool:
     """A cached adapter counts only if its files are still there, unchanged."""
     if not entry:
         return False
-    from harness.candidate.train import adapter_sha256
-
     path = Path(entry["adapter_path"])
     return any(path.glob("*.safetensors")) and adapter_sha256(path) == entry["adapter_sha256"]
