@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def sweep_once(pruner: str | None, args, work: Path) -> tuple[list[dict], float]:
     from harness import Experiment, QLoRA, Sweep, baselines
-    from harness._engine.pipeline import run_sweep
+    from harness._engine import run_sweep
     from harness.store import Store
 
     work.mkdir(parents=True)
@@ -35,7 +35,7 @@ def sweep_once(pruner: str | None, args, work: Path) -> tuple[list[dict], float]
     experiment = Experiment(
         name="sweep-bench", data="data.jsonl", task="classification", split=(args.train, args.val, 40),
         baselines=[baselines.zero_shot("system.md")], regression=None,
-        candidate=QLoRA(r=16, alpha=32, learning_rate=2e-4, epochs=2),
+        underpowered="warn", candidate=QLoRA(r=16, alpha=32, learning_rate=2e-4, epochs=2),
         sweep=Sweep(r=[4, 8, 16, 32], learning_rate=(2e-5, 2e-3), epochs=[1, 2, 3], evals_per_epoch=2,
                     trials=args.trials, seed=args.seed, pruner=pruner))
     store = Store(work / "h.duckdb")

@@ -38,9 +38,12 @@ experiment = Experiment(
     candidate=QLoRA(r=16, alpha=32, learning_rate=2e-4, epochs=2),
     knowledge_task=True,  # the recommendation weighs retrieval against fine-tuning
     # SmolLM2-135M scores near 0 exact match every way (it copies passages rather than taking the
-    # answer from them), and against a baseline this close to 0 the rule is judged in points: +6
-    # points on 100 test rows (95% CI +1..+12) does not settle a 5-point bar. The INCONCLUSIVE
-    # verdict is recorded and reported but does not fail CI; with a larger model, drop this line.
+    # answer from them). Below 10% on validation the rule is judged in points, against the bar
+    # the relative rule has there (0.5 points; docs/statistics.md), and 100 test rows have little
+    # power for a true gain of twice that: the run states so before training and, as this spec
+    # says, trains anyway. An INCONCLUSIVE is an xfail (CI goes on, the finding shows, export
+    # refuses it); with a larger model and more test rows, drop both lines.
+    underpowered="warn",
     allow_inconclusive=("five_percent_rule",),
     regression=None,  # keeps the run short; the sarcasm experiment carries the MMLU regression gate
     gpu_hour_price=0.10,  # a 2-vCPU cloud machine, as in experiments/test_sarcasm.py

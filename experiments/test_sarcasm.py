@@ -8,8 +8,12 @@ accuracy on the sealed test split, with the whole 95% paired-bootstrap interval 
 
 Measured on 2 CPU cores: against the strongest prompt (8 nearest-neighbour examples, batch
 calibrated: 0.645 on test, where always answering "0" scores 0.534) the fine-tune scores 0.710,
-+10.1% with a 95% interval of +2.8%..+17.6%: INCONCLUSIVE, and about 1,700 test rows would
-settle it. Against the weak prompts alone (0.466: "1" for every headline) it looked like +50%.
++10.1% with a 95% interval of +2.8%..+17.6%: INCONCLUSIVE. Against the weak prompts alone
+(0.466: "1" for every headline) it looked like +50%.
+
+The 800-row test split was chosen after a 400-row split came out INCONCLUSIVE, and with the
+same seed it contains those 400 rows: its verdict is a second look at them (docs/statistics.md),
+which the harness does not yet correct for. Settling it needs a fresh test split.
 """
 from harness import Experiment, QLoRA, Sweep, baselines
 
@@ -43,11 +47,16 @@ experiment = Experiment(
     # Two evaluations per epoch give the pruner a checkpoint to stop a trailing trial at.
     sweep=Sweep(r=[8, 16, 32], learning_rate=(5e-5, 1e-3), epochs=[1, 2], evals_per_epoch=2, trials=6),
     threshold=0.05,
-    # An INCONCLUSIVE verdict here is reported (summary, report, recommendation: "collect more
-    # data") but does not fail CI; a FAIL still does. five_percent_rule: the uplift over the
-    # strongest prompt is real but small, and 800 test rows cannot place it above 5% (see the
-    # docstring). regression: SmolLM2-135M answers the MMLU slice at chance (0.26 vs 0.25 for
-    # always "A"), so 228 questions cannot resolve a 2-point loss. With a larger model, drop this.
+    # Before training the run states its power: against the best prompt's validation score,
+    # 800 test rows have well under 80% power to show the 5% bar even if the true uplift were
+    # +10% (that takes about 3,600 rows, more than this 1,479-row slice holds beside train and
+    # val). The spec trains anyway, to measure the uplift; the statement is logged and stored.
+    underpowered="warn",
+    # So an INCONCLUSIVE here is expected. It is an xfail in pytest (CI goes on, the finding
+    # shows), the badge says Inconclusive, the recommendation "collect more data", and export
+    # refuses it without --force; a FAIL still fails CI. regression: SmolLM2-135M answers the
+    # MMLU slice at chance (0.26 vs 0.25 for always "A"), so 228 questions cannot resolve a
+    # 2-point loss. With a larger model and a bigger test split, drop both lines.
     allow_inconclusive=("five_percent_rule", "regression"),
     # The cost view prices the device the run was measured on: here a 2-vCPU cloud machine
     # (about 0.10 an hour); on a GPU, pass --harness-gpu-hour-price with its price.

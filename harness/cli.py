@@ -74,7 +74,7 @@ def load_experiments(spec_path: str, root: str = "."):
 
 
 def _sweep(args) -> int:
-    from harness._engine.pipeline import run_sweep
+    from harness._engine import run_sweep
 
     experiments = [e for e in load_experiments(args.spec, args.root) if e.sweep is not None
                    and (args.experiment is None or e.name == args.experiment)]
@@ -141,38 +141,57 @@ def _data_check(args) -> int:
         raise HarnessError(f"--show must be at least 1 (got {args.show})")
     if (args.val or args.test) and not args.test:
         raise HarnessError("--val needs --test too: FILE is train, --val and --test are the held-out files")
-    dataset = data.load(args.file, max_rows=args.max_rows, columns=columns)
-    task = args.task or ("classification" if labels else data.infer_task(dataset.samples))
+    held_out_files = {"val": args.val, "test": args.test} if args.test else {}
+    source = {"train": args.file, **{k: v for k, v in held_out_files.items() if v}} if args.test else args.file
+    stage = data.prepare(source, split=_spec_default("split"), seed=args.seed, kind=args.task, allowed_labels=labels,
+                         max_rows=args.max_rows, columns=columns, near_threshold=args.near_threshold)
+    dataset = stage.datasets["train" if args.test else "data"]
+    quality = stage.quality
+    if args.test:  # an experiment checks the quality of a single file only; the command checks FILE too
+        quality = data.quality_checks(dataset, stage.kind, labels=labels, near_threshold=args.near_threshold)
     checks = [data.Check("parse", "info", f"{len(dataset.samples):,} samples read ({dataset.format})",
-                         seconds=dataset.seconds)] + dataset.checks
-    checks += data.quality_checks(dataset, task, labels=labels, near_threshold=args.near_threshold)
-    held_out: list = []
+                         seconds=dataset.seconds)] + dataset.checks + quality
     files: dict[int, str] = {}  # id(check) -> the file its lines are in, when not FILE
-    if args.test:
-        parts = {name: data.load(path, max_rows=args.max_rows, columns=columns)
-                 for name, path in (("val", args.val), ("test", args.test)) if path}
-        for name, part in parts.items():
-            for c in part.checks:
-                checks.append(_renamed(c, f"{name}: {c.message}"))
-                files[id(checks[-1])] = part.path
-        splits = data.Splits(dataset.samples, parts["val"].samples if "val" in parts else [], parts["test"].samples,
-                             "")
-        how = "train = FILE, " + ", ".join(f"{k} = {v.path}" for k, v in parts.items())
-    else:
-        fractions = (0.8, 0.1, 0.1)
-        try:
-            splits = data.split(dataset.samples, fractions, seed=args.seed, stratify=task == "classification")
-            how = f"the harness's own split of FILE (80/10/10, seed {args.seed}); pass --val/--test for split files"
-        except data.DataError as e:
-            splits, how = None, f"skipped: {e}"
-    if splits is not None:
-        held_out = splits.val + splits.test
-        checks += data.leakage_checks(splits, near_threshold=args.near_threshold)
-    _print_report(args, dataset, task, checks, files, how, held_out, time.perf_counter() - started)
+    for name in held_out_files:
+        for c in stage.datasets[name].checks if name in stage.datasets else []:
+            checks.append(_renamed(c, f"{name}: {c.message}"))
+            files[id(checks[-1])] = stage.datasets[name].path
+    checks += stage.leakage
+    held_out = stage.splits.val + stage.splits.test if stage.splits is not None else []
+    refusal = stage.refusal if stage.unseen_labels else None  # a split that failed is told in _split_how
+    _print_report(args, dataset, stage.kind, checks, files, _split_how(args, stage), held_out, refusal,
+                  time.perf_counter() - started)
     if args.redact:
         count = data.redact_file(args.file, args.redact)
         print(f"\nwrote {args.redact}: {count:,} value(s) redacted")
-    return 1 if any(c.level == "error" for c in checks) else 0
+    return 1 if refusal or any(c.level == "error" for c in checks) else 0
+
+
+def _split_how(args, stage) -> str:
+    """Which splits the leakage checks compared, or why there were none."""
+    if args.test:
+        return "train = FILE, " + ", ".join(f"{k} = {stage.datasets[k].path}" for k in ("val", "test")
+                                            if k in stage.datasets)
+    if stage.splits is not None:
+        return (f"the harness's own split of FILE ({_split_text(_spec_default('split'))}, seed {args.seed}); "
+                f"pass --val/--test for split files")
+    return f"skipped: {stage.split_error or 'an error-level check failed, and an experiment stops before splitting'}"
+
+
+def _spec_default(field: str):
+    """An Experiment field's default: the command simulates what a spec that leaves it out gets."""
+    from dataclasses import fields
+
+    from harness.spec.experiment import Experiment
+
+    return next(f.default for f in fields(Experiment) if f.name == field)
+
+
+def _split_text(split: tuple) -> str:
+    """(0.8, 0.1, 0.1) -> "80/10/10"; row counts stay counts."""
+    if all(isinstance(x, int) for x in split):
+        return "/".join(map(str, split)) + " rows"
+    return "/".join(f"{round(x * 100, 1):g}" for x in split)
 
 
 def _renamed(check, message: str):
@@ -181,8 +200,8 @@ def _renamed(check, message: str):
     return replace(check, message=message)
 
 
-def _print_report(args, dataset, task: str, checks: list, files: dict, leakage_how: str, held_out: list,
-                  seconds: float) -> None:
+def _print_report(args, dataset, kind: str, checks: list, files: dict, leakage_how: str, held_out: list,
+                  refusal: str | None, seconds: float) -> None:
     from functools import cache
     from pathlib import Path
 
@@ -207,9 +226,12 @@ def _print_report(args, dataset, task: str, checks: list, files: dict, leakage_h
     errors = [c for c in checks if c.level == "error"]
     warnings = [c for c in checks if c.level == "warning"]
     inferred = "" if args.task or args.labels else " (inferred; set it with --task)"
-    print(f"{dataset.path}: {dataset.format}, {len(dataset.samples):,} samples, task {task}{inferred}, "
+    print(f"{dataset.path}: {dataset.format}, {len(dataset.samples):,} samples, task {kind}{inferred}, "
           f"sha256 {dataset.sha256[:12]}")
-    print(f"leakage: {leakage_how}\n")
+    print(f"leakage: {leakage_how}")
+    if refusal:
+        print(refusal)
+    print()
     width = max(len(c.name) for c in checks)
     print(f"{'check':<{width}}  {'level':<7}  {'rows':>6}  {'seconds':>7}  finding")
     for c in checks:
@@ -231,7 +253,8 @@ def _print_report(args, dataset, task: str, checks: list, files: dict, leakage_h
         if len(c.lines) > len(shown):
             more = ", ".join(map(str, c.lines[:20])) + (", …" if len(c.lines) > 20 else "")
             print(f"  all lines: {more}")
-    verdict = "FAIL: an error-level check failed" if errors else "PASS: no error-level check failed"
+    verdict = "FAIL: an error-level check failed" if errors else \
+        "FAIL: an experiment would stop on its labels" if refusal else "PASS: no error-level check failed"
     print(f"\n{verdict} ({len(errors)} error(s), {len(warnings)} warning(s)); {seconds:.1f}s in all")
 
 
@@ -253,7 +276,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from harness.data import NEAR_THRESHOLD, TASKS
+    from harness.data import DATASET_KINDS, NEAR_THRESHOLD
 
     parser = _Parser(prog="harness", description="Decide, with evidence, whether fine-tuning "
                                      "an LLM beats prompting it. Experiments run with `pytest experiments/`.")
@@ -274,14 +297,15 @@ def build_parser() -> argparse.ArgumentParser:
     check = data_sub.add_parser("check", help="check a data file: format, schema, duplicates, leakage, labels, "
                                 "size, PII (see docs/data-checks.md); exit 1 when an error-level check fails")
     check.add_argument("file", help="a .jsonl, .csv or .tsv file (the train file when --test is given)")
-    check.add_argument("--task", choices=TASKS, help="task type, for the size guide and label checks "
+    check.add_argument("--task", choices=DATASET_KINDS, help="task type, for the size guide and label checks "
                        "(default: inferred from the answers)")
     check.add_argument("--columns", help="column mapping for rows in no chat format, e.g. "
                        "input=question,output=right_answer (input=a+b joins columns)")
     check.add_argument("--labels", help="the allowed labels, comma-separated; other labels become errors")
     check.add_argument("--val", help="validation file checked for leakage against FILE (needs --test)")
     check.add_argument("--test", help="test file checked for leakage against FILE")
-    check.add_argument("--seed", type=int, default=0, help="seed of the simulated split (default 0)")
+    check.add_argument("--seed", type=int, default=_spec_default("seed"),
+                       help=f"seed of the simulated split (default {_spec_default('seed')}, as in a spec)")
     check.add_argument("--near-threshold", type=float, default=NEAR_THRESHOLD,
                        help=f"similarity that counts as a near duplicate (default {NEAR_THRESHOLD})")
     check.add_argument("--show", type=int, default=5, help="lines shown per failing check (default 5)")

@@ -108,17 +108,14 @@ def _prompts(run: dict, candidate: dict, rows: list[dict], root: Path) -> tuple[
     """The candidate's chat messages for stored prediction rows.
 
     Rebuilt exactly from the run's data file when it is still there (rows matched by their
-    content key), with the candidate's system prompt file if it had one; otherwise from the
+    content key), with the candidate's system prompt as the run stored it; otherwise from the
     stored `input` column as a single user turn (plus that system prompt), which is the
     conversation's last user message.
     """
     from harness import data
     from harness.prompting import prompts
 
-    system_file = (candidate.get("config") or {}).get("system_prompt")
-    system = None
-    if system_file and (root / system_file).is_file():
-        system = (root / system_file).read_text(encoding="utf-8").strip()
+    system = _system_prompt(candidate.get("config") or {}, root)
     by_key = {}
     data_path = run.get("data_path")
     if data_path and (root / data_path).is_file():
@@ -130,6 +127,18 @@ def _prompts(run: dict, candidate: dict, rows: list[dict], root: Path) -> tuple[
         return [prompts.candidate_messages(by_key[r["example_key"]], system) for r in rows], "data"
     head = [{"role": "system", "content": system}] if system else []
     return [head + [{"role": "user", "content": r["input"]}] for r in rows], "input"
+
+
+def _system_prompt(config: dict, root: Path) -> str | None:
+    """The candidate's system prompt as the run used it: its text, stored with the run (beside
+    `system_prompt_file`). A run recorded before the text was stored kept only the file's path
+    under `system_prompt`; that file is read now, as it is today."""
+    if "system_prompt_file" in config:
+        return config.get("system_prompt")
+    legacy_path = config.get("system_prompt")
+    if legacy_path and (root / legacy_path).is_file():
+        return (root / legacy_path).read_text(encoding="utf-8").strip()
+    return None
 
 
 def _torch_dtype(name: str):
@@ -351,7 +360,7 @@ def export(store, experiment: str, out_dir: str | Path, *, force: bool = False, 
             except md.PackageNotFoundError:
                 pass
         record = {**result.to_dict(), "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                  "task": task, "key_metric": run.get("key_metric"), "gates": {g["gate"]: g["outcome"] for g in gates},
+                  "task": task, "key_metric": run.get("key_metric"), "gates": {g.gate: g.outcome for g in gates},
                   "versions": versions, "torch_device": device, "torch_version": torch.__version__}
         (tmp / RECORD).write_text(json.dumps(record, indent=2) + "\n")
         _move_into_place(tmp, out)

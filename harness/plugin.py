@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import HarnessError
-from harness.judge import decision
+from harness.judge import decision, power
 from harness.judge.outcomes import DATA_QUALITY, FIVE_PERCENT_RULE, GATES, REGRESSION, GateResult
 from harness.spec.experiment import Experiment
 
@@ -80,7 +80,7 @@ class _Session:
 
     def result(self, experiment: Experiment):
         if experiment.name not in self.outcomes:
-            from harness._engine.pipeline import run_experiment
+            from harness._engine import run_experiment
 
             self.ran = True
             self.log(f"running experiment {experiment.name!r} ({experiment.spec_file})")
@@ -264,6 +264,9 @@ def _cost_summary(terminalreporter, config, state) -> None:
             continue
         found = decision.decide(state.store.gates(run["run_id"]))
         terminalreporter.write_line(f"{name}: verdict: {found.verdict} ({found.reason})")
+        planned = found.rule.details.get("planned") if found.rule is not None else None
+        if planned:
+            terminalreporter.write_line(f"{name}:   before training: {power.PowerStatement(**planned).text()}")
         for gate in found.allowed:
             terminalreporter.write_line(f"{name}:   CI goes on: {decision.policy_note(gate)}")
         view, recommended = recommendation.for_run(state.store, run,

@@ -45,5 +45,5 @@ def heavy_modules():
     from transformers import EarlyStoppingCallback, Trainer, TrainerCallback  # noqa: F401
     from trl import SFTConfig, SFTTrainer  # noqa: F401
 
-    import harness._engine.pipeline  # noqa: F401
+    import harness._engine  # noqa: F401
     import harness.report  # noqa: F401

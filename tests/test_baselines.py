@@ -158,7 +158,7 @@ def _no_model():
 def test_a_run_stores_every_baseline_and_twin_and_picks_the_best_on_val(tmp_path, tiny_model_dir):
     from tiny import write_classification_jsonl
 
-    from harness._engine.pipeline import run_experiment
+    from harness._engine import run_experiment
     from harness.models import load_tokenizer, resolve
     from harness.prompting import prompts
     from harness.scoring import batched as scoring

@@ -51,7 +51,9 @@ def test_bad_price_or_reference_is_refused():
 def passing_rule(low=0.43, uplift=0.589, inconclusive=False, allow=False):
     details = {"baseline": "zero_shot", "candidate_score": 0.735, "baseline_score": 0.4625, "uplift": uplift,
                "low": low, "high": 0.767, "threshold": 0.05, "relative": True, "n": 400, "confidence": 0.95,
-               "metric": "accuracy", "n_to_settle": 1200 if inconclusive else None, "allow_inconclusive": allow}
+               "metric": "accuracy", "allow_inconclusive": allow,
+               "power": {"rows_50": 610, "rows_80": 1200, "alternative": 0.10, "alternative_is": "2x the bar",
+                         "relative": True}}
     outcome = "INCONCLUSIVE" if inconclusive else "PASS"
     return GateResult("five_percent_rule", outcome, "accuracy 0.735 vs zero_shot 0.463", details)
 
@@ -100,7 +102,8 @@ def test_collect_more_data_when_inconclusive_or_overfit():
     rec = recommendation.recommend([passing_rule(low=-0.02, uplift=0.04, inconclusive=True)],
                          approaches(), "classification")
     assert rec.action == "collect more data"
-    assert "about 1,200 test rows would settle it (400 now)" in rec.reasons[-1]
+    assert ("about 610-1,200 test rows would give 50%-80% power if the true uplift is +10.0% (2x the bar); "
+            "400 now. Draw them as a fresh test split") in rec.reasons[-1]
     overfit = GateResult("overfit", "FAIL", "train accuracy 1.000 vs test 0.700: gap 0.300 > 0.15")
     rec = recommendation.recommend([passing_rule(), overfit], approaches(), "classification")
     assert rec.action == "collect more data" and "gap 0.300 > 0.15" in rec.reasons[-1]

@@ -9,6 +9,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from harness import data
+from harness.data.near import near_pairs
+from harness.data.read import is_header_row
 from harness.errors import DataError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "data"
@@ -193,7 +195,7 @@ def test_rows_sharing_an_input_stay_on_one_side_of_the_split():
 
 
 def test_the_shipped_split_is_unchanged():
-    """Pinned: the test split of the shipped experiment must not move when data.py changes."""
+    """Pinned: the test split of the shipped experiment must not move when harness/data changes."""
     ds = data.load("experiments/data/sarcasm.jsonl")
     parts = data.split(ds.samples, (480, 120, 800), seed=0, stratify=True)
     assert parts.test_sha256 == "79599898ffa64415cd6ceac5195a9462735a2c56afdc4d96279bfbac8cfe7528"
@@ -203,7 +205,7 @@ def test_the_shipped_split_is_unchanged():
 
 
 def _shingles(text: str) -> set[bytes]:
-    """Independent of data.py: the 5-byte shingles of a text (the whole text when shorter)."""
+    """Independent of harness/data/near.py: the 5-byte shingles of a text (the whole text when shorter)."""
     b = text.encode()
     return {b[i:i + 5] for i in range(max(1, len(b) - 4))}
 
@@ -219,7 +221,7 @@ def test_near_pairs_finds_what_brute_force_finds():
     sets = [_shingles(t) for t in texts]
     jaccard = lambda i, j: len(sets[i] & sets[j]) / len(sets[i] | sets[j])
     brute = {(i, j): jaccard(i, j) for i in range(len(texts)) for j in range(i + 1, len(texts))}
-    found = {(i, j): s for i, j, s in data.near_pairs(texts, 0.7)}
+    found = {(i, j): s for i, j, s in near_pairs(texts, 0.7)}
     assert all(brute[pair] == s >= 0.7 for pair, s in found.items())  # verified exactly: no false positives
     sure = {pair for pair, s in brute.items() if s >= 0.8}
     assert len(sure) >= 20 and sure <= set(found)  # LSH misses a pair at 0.8 with probability 0.0002
@@ -266,7 +268,7 @@ def test_every_format_round_trips_to_the_same_samples(fmt, rows, blocks, as_csv)
     as_csv = as_csv and fmt in ("alpaca", "classification")
     if fmt == "columns" and any(r[0] for r in rows):  # a column mapping needs the column on every row
         rendered = [dict(r, system_col=r.get("system_col", " ")) for r in rendered]
-    assume(not any(data._is_header(r) for r in rendered))
+    assume(not any(is_header_row(r) for r in rendered))
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / ("d.csv" if as_csv else "d.jsonl")
         if as_csv:

@@ -48,7 +48,7 @@ experiment = Experiment(
     metric="accuracy",
     split=(64, 32, 64),
     baselines=[baselines.zero_shot("system.md"), baselines.few_shot("system.md", k=4)],
-    candidate=QLoRA(r=8, alpha=16, learning_rate=2e-4, epochs=1),
+    underpowered="warn", candidate=QLoRA(r=8, alpha=16, learning_rate=2e-4, epochs=1),
     regression=None,  # the MMLU suite on SmolLM2 is covered by `pytest experiments/`; minutes here
 )
 """)

@@ -83,3 +83,18 @@ def test_config_is_json_able():
     e = _experiment(candidate=QLoRA(r=8), baselines=[baselines.few_shot("a.md", k=2)])
     config = json.loads(json.dumps(e.config()))
     assert config["candidate"]["r"] == 8 and config["baselines"][0]["k"] == 2
+
+
+def test_a_relative_rule_on_a_metric_with_an_arbitrary_zero_is_refused():
+    with pytest.raises(SpecError, match=r"metric 'bertscore' has an arbitrary zero .* set relative=False"):
+        Experiment(name="x", data="d.jsonl", metric="bertscore", baselines=[baselines.zero_shot("p.md")])
+    fine = Experiment(name="x", data="d.jsonl", metric="bertscore", relative=False, threshold=0.01,
+                      baselines=[baselines.zero_shot("p.md")])
+    assert fine.config()["relative"] is False
+
+
+def test_the_bootstrap_seed_and_resamples_are_the_specs_and_apart_from_the_split_seed():
+    e = Experiment(name="x", data="d.jsonl", baselines=[baselines.zero_shot("p.md")], seed=3, bootstrap_seed=7)
+    assert (e.seed, e.bootstrap_seed, e.resamples) == (3, 7, 20_000)
+    with pytest.raises(SpecError, match="resamples must be an integer of at least 1000"):
+        Experiment(name="x", data="d.jsonl", baselines=[baselines.zero_shot("p.md")], resamples=100)

@@ -87,7 +87,7 @@ KILLED_RUN = textwrap.dedent("""
     import os, signal, sys
     sys.path.insert(0, {tests!r})
     from harness import Experiment, QLoRA, baselines
-    from harness._engine.pipeline import run_experiment
+    from harness._engine import run_experiment
     from harness.store import Store
 
     def log(message):
@@ -96,7 +96,7 @@ KILLED_RUN = textwrap.dedent("""
             os.kill(os.getpid(), signal.SIGKILL)
 
     spec = Experiment(name="killed", data="data.jsonl", model={model!r}, split=(24, 8, 16),
-                      baselines=[baselines.zero_shot("s.md")], candidate=QLoRA(epochs=1), regression=None)
+                      baselines=[baselines.zero_shot("s.md")], underpowered="warn", candidate=QLoRA(epochs=1), regression=None)
     run_experiment(spec, Store("h.duckdb"), root=".", log=log)
 """)
 
@@ -233,7 +233,7 @@ def test_bad_jsonl_in_a_running_experiment_fails_per_line_ingests_nothing_and_re
     from tiny import write_classification_jsonl
 
     from harness import Experiment, baselines
-    from harness._engine.pipeline import run_experiment
+    from harness._engine import run_experiment
     from harness.errors import DataError
 
     write_classification_jsonl(tmp_path / "data.jsonl", n=40)
@@ -263,7 +263,7 @@ from harness import Experiment, QLoRA, baselines
 experiment = Experiment(
     name="par{i}", data="data.jsonl", model={model!r}, split=(24, 8, 16),
     baselines=[baselines.zero_shot("system.md")], regression=None,
-    candidate=QLoRA(r=4, alpha=8, learning_rate=3e-2, epochs=1, batch_size=8, warmup_ratio=0.0),
+    underpowered="warn", candidate=QLoRA(r=4, alpha=8, learning_rate=3e-2, epochs=1, batch_size=8, warmup_ratio=0.0),
 )
 
 

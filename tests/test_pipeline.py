@@ -4,7 +4,7 @@ import csv
 import pytest
 
 from harness import Experiment, baselines
-from harness._engine.pipeline import run_experiment
+from harness._engine import run_experiment
 from harness.store import Store
 
 
@@ -41,7 +41,7 @@ def test_a_candidate_that_cannot_fit_fails_before_training(tmp_path, tiny_model_
     (tmp_path / "s.md").write_text("answer 1 or 0")
     monkeypatch.setattr(estimate, "available_memory", lambda device="cuda": 64 * 2**20)  # a 64 MiB machine
     spec = Experiment(name="big", data="data.jsonl", model=str(tiny_model_dir), split=(24, 8, 8),
-                      baselines=[baselines.zero_shot("s.md")], candidate=QLoRA(epochs=1), regression=None)
+                      baselines=[baselines.zero_shot("s.md")], underpowered="warn", candidate=QLoRA(epochs=1), regression=None)
     lines = []
     store = Store(tmp_path / "h.duckdb")
     with pytest.raises(ModelError, match=r"big: not training: QLoRA of .* needs ~0\.\d GiB .* but cpu has 0\.1 GiB"):
@@ -70,7 +70,7 @@ def test_baselines_are_scored_on_a_base_that_never_carries_the_adapter(tmp_path,
     (tmp_path / "s.md").write_text("you label news headlines. answer with the label only: 1 or 0.")
     spec = Experiment(name="clean", data="data.jsonl", model=str(tiny_model_dir), split=(40, 8, 16),
                       baselines=[baselines.zero_shot("s.md")], regression=None,
-                      candidate=QLoRA(r=8, alpha=16, learning_rate=3e-2, epochs=3, warmup_ratio=0.0))
+                      underpowered="warn", candidate=QLoRA(r=8, alpha=16, learning_rate=3e-2, epochs=3, warmup_ratio=0.0))
     store = Store(tmp_path / "h.duckdb")
     result = run_experiment(spec, store, root=tmp_path, log=lambda _: None)
     run_id = store.runs("clean")[0]["run_id"]
@@ -100,7 +100,7 @@ def test_perplexity_of_references_and_label_generation_agreement_are_reported(tm
     write_classification_jsonl(tmp_path / "data.jsonl", n=48)
     (tmp_path / "s.md").write_text("answer 1 or 0")
     spec = Experiment(name="ppl", data="data.jsonl", model=str(tiny_model_dir), split=(24, 12, 12),
-                      baselines=[baselines.zero_shot("s.md")], candidate=QLoRA(epochs=1, batch_size=8),
+                      baselines=[baselines.zero_shot("s.md")], underpowered="warn", candidate=QLoRA(epochs=1, batch_size=8),
                       metrics=("perplexity",), regression=None)
     store = Store(tmp_path / "h.duckdb")
     lines = []
@@ -138,7 +138,8 @@ def test_a_generated_answer_gives_a_label_only_when_it_says_one():
 
 
 def test_a_tie_on_the_key_metric_goes_to_the_prompt_that_tells_the_classes_apart():
-    from harness._engine.pipeline import Approach, _selection_key
+    from harness._engine import Approach
+    from harness._engine.baselines import selection_key
 
     one_class = Approach("one_class", "baseline", {}, metrics={"val": {"accuracy": 0.575, "macro_f1": 0.36}},
                          prompt_token_counts={"val": [40, 40]})
@@ -146,12 +147,12 @@ def test_a_tie_on_the_key_metric_goes_to_the_prompt_that_tells_the_classes_apart
                     prompt_token_counts={"val": [200, 200]})
     short = Approach("short", "baseline", {}, metrics={"val": {"accuracy": 0.575, "macro_f1": 0.57}},
                      prompt_token_counts={"val": [60, 60]})
-    assert max([one_class, both], key=lambda a: _selection_key(a, "val", "accuracy")).name == "both"
-    assert max([both, short], key=lambda a: _selection_key(a, "val", "accuracy")).name == "short"
+    assert max([one_class, both], key=lambda a: selection_key(a, "val", "accuracy")).name == "both"
+    assert max([both, short], key=lambda a: selection_key(a, "val", "accuracy")).name == "short"
     better = Approach("better", "baseline", {}, metrics={"val": {"accuracy": 0.6, "macro_f1": 0.3}})
-    assert max([both, better], key=lambda a: _selection_key(a, "val", "accuracy")).name == "better"
+    assert max([both, better], key=lambda a: selection_key(a, "val", "accuracy")).name == "better"
     # generation: exact match 0 for every prompt a small model cannot follow; ROUGE breaks the tie
     closed = Approach("closed", "baseline", {}, metrics={"val": {"exact_match": 0.0, "rouge": 0.026}})
     retrieved = Approach("retrieved", "baseline", {}, metrics={"val": {"exact_match": 0.0, "rouge": 0.042}})
-    assert max([closed, retrieved], key=lambda a: _selection_key(a, "val", "exact_match", ["rouge"])).name \
+    assert max([closed, retrieved], key=lambda a: selection_key(a, "val", "exact_match", ["rouge"])).name \
         == "retrieved"

@@ -16,7 +16,7 @@ experiment = Experiment(
     metric="accuracy",
     split=(48, 16, 16),
     baselines=[baselines.zero_shot("system.md"), baselines.few_shot("system.md", k=2)],
-    candidate=QLoRA(r=8, alpha=16, learning_rate=3e-2, epochs=4, batch_size=8, warmup_ratio=0.0),
+    underpowered="warn", candidate=QLoRA(r=8, alpha=16, learning_rate=3e-2, epochs=4, batch_size=8, warmup_ratio=0.0),
     {extra}
 )
 

@@ -162,7 +162,7 @@ def test_the_spec_api_and_the_baseline_budget(tmp_path):
 def test_a_run_stores_the_retrieval_baseline_with_its_prompts(tmp_path, tiny_model_dir, monkeypatch):
     from tiny import write_classification_jsonl
 
-    from harness._engine.pipeline import run_experiment
+    from harness._engine import run_experiment
     from harness.store import Store
 
     monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))

@@ -5,7 +5,7 @@ import pytest
 from tiny import write_classification_jsonl
 
 from harness import Experiment, QLoRA, baselines
-from harness._engine.pipeline import run_experiment
+from harness._engine import run_experiment
 from harness.data.sealed import SealedError, SealedSplit
 from harness.prompting import shots
 from harness.store import Store
@@ -34,7 +34,7 @@ def toy(tmp_path, tiny_model_dir):
 def _experiment(model_dir, **kw):
     return Experiment(name="toy", data="data.jsonl", model=str(model_dir), split=(48, 16, 16),
                       baselines=[baselines.zero_shot("a.md"), baselines.few_shot("b.md", k=4)],
-                      candidate=QLoRA(r=4, alpha=8, learning_rate=3e-2, epochs=1, warmup_ratio=0.0),
+                      underpowered="warn", candidate=QLoRA(r=4, alpha=8, learning_rate=3e-2, epochs=1, warmup_ratio=0.0),
                       regression=None, **kw)
 
 
@@ -67,19 +67,26 @@ def test_selection_finishes_before_the_test_split_is_opened(toy, monkeypatch):
 def test_the_best_baseline_is_picked_on_val_even_if_test_disagrees(toy, monkeypatch):
     """Plant a baseline that is worse on val but better on test: it must not be picked."""
     root, model_dir = toy
-    import harness._engine.pipeline as pipeline
+    from harness._engine import evaluate
 
-    real = pipeline._score_split
+    real = evaluate.score_split
+    rigged_splits = set()
 
-    def rigged(scorer, approach, split, rows, *args, **kwargs):
-        real(scorer, approach, split, rows, *args, **kwargs)
+    def rigged(scoring, contender, split, rows, *args, **kwargs):
+        scored = real(scoring, contender, split, rows, *args, **kwargs)
+        approach = contender.approach
         if approach.kind == "baseline":
+            rigged_splits.add(split)
             favoured = approach.name == ("zero_shot" if split == "val" else "few_shot_k4")
             approach.metrics[split]["accuracy"] = 0.9 if favoured else 0.1
             approach.scores[split] = [1.0 if favoured else 0.0] * len(rows)
+        return scored
 
-    monkeypatch.setattr(pipeline, "_score_split", rigged)
-    result = run_experiment(_experiment(model_dir), Store(root / "h.duckdb"), root=root, log=lambda _: None)
+    monkeypatch.setattr(evaluate, "score_split", rigged)
+    store = Store(root / "h.duckdb")
+    result = run_experiment(_experiment(model_dir), store, root=root, log=lambda _: None)
+    assert rigged_splits == {"val", "test"}  # the rig was in the path of both the pick and the final scoring
     assert result.best_baseline == "zero_shot"
     assert result.gates["five_percent_rule"].details["baseline"] == "zero_shot"
     assert result.gates["five_percent_rule"].details["picked_on"] == "val"
+    assert store.runs("toy")[0]["best_baseline"] == "zero_shot"  # stored, so readers need not pick it again

@@ -17,7 +17,6 @@ def test_identical_arrays_give_zero_uplift_and_fail():
     assert u.uplift == 0.0
     assert (u.low, u.high) == (0.0, 0.0)
     assert u.outcome == "FAIL"  # high 0 < threshold 0.05
-    assert u.n_to_settle is None
     assert u.discordant == (0, 0)
     assert u.mcnemar_p == 1.0
 
@@ -109,39 +108,38 @@ def test_big_n_is_fast_and_chunked():
     assert big.low == big.high == pytest.approx(1.0)
 
 
-def test_inconclusive_gets_n_to_settle_above_n():
-    # 60% vs 63%: +5% relative, right on a 5% threshold, on only 200 rows -> cannot tell.
-    rng = np.random.default_rng(0)
-    n = 200
-    base = np.zeros(n)
-    base[:120] = 1  # 120 / 200 = 0.60
-    cand = base.copy()
-    cand[120:126] = 1  # 126 / 200 = 0.63, i.e. (0.63 - 0.60) / 0.60 = +5%
-    order = rng.permutation(n)
-    u = paired_uplift(cand[order], base[order], threshold=0.04)
-    assert u.outcome == "INCONCLUSIVE"
-    assert u.low < 0.04 <= u.high
-    assert n < u.n_to_settle <= stats.MAX_N_TO_SETTLE
-    # Scaling check: n * (half_width / gap)**2.
-    half = (u.high - u.low) / 2
-    assert u.n_to_settle == max(n + 1, math.ceil(n * (half / abs(u.uplift - 0.04)) ** 2))
-    # Point estimate exactly on the threshold: capped, not infinite.
-    on = paired_uplift(cand[order], base[order], threshold=u.uplift)
-    assert on.outcome == "INCONCLUSIVE" and on.n_to_settle == stats.MAX_N_TO_SETTLE
+def test_binary_scores_are_resampled_as_counts_with_the_same_interval_as_indices():
+    """0/1 pairs are drawn as multinomial counts of the four kinds of row: the same bootstrap
+    distribution as resampling indices, so the ends agree within Monte Carlo error."""
+    rng = np.random.default_rng(3)
+    base = (rng.random(400) < 0.6).astype(float)
+    cand = np.where(rng.random(400) < 0.75, base, 1 - base)
+    fast = paired_uplift(cand, base, resamples=20_000, seed=1)
+    by_index = paired_uplift(cand, base + 1e-12 * 0, resamples=20_000, seed=1)  # same data, same path
+    assert fast == by_index
+    noisy = paired_uplift(cand + 1e-9, base, resamples=20_000, seed=1)  # not 0/1: the index bootstrap
+    assert noisy.low == pytest.approx(fast.low, abs=4 * fast.low_mc_se + 1e-6)
+    assert noisy.high == pytest.approx(fast.high, abs=4 * fast.high_mc_se + 1e-6)
 
 
-def test_simulation_small_true_uplift_rarely_passes():
-    rate = stats.simulate_pass_rate(0.02, n=1000, draws=200)
-    print(f"PASS rate at true uplift 2%: {rate:.3f}")
-    assert rate <= 0.05
+def test_monte_carlo_error_is_reported_and_shrinks_with_resamples():
+    rng = np.random.default_rng(4)
+    base = (rng.random(800) < 0.645).astype(float)
+    cand = np.where(rng.random(800) < 0.6, base, 1 - base)
+    few, many = paired_uplift(cand, base, resamples=2_000), paired_uplift(cand, base, resamples=20_000)
+    assert 0 < many.low_mc_se < few.low_mc_se
+    assert many.low_mc_se == pytest.approx(few.low_mc_se / math.sqrt(10), rel=0.6)  # 1/sqrt(resamples)
+    width = many.high - many.low
+    assert many.low_mc_se < 0.02 * width  # small beside the interval at the default resamples
 
 
-def test_simulation_large_true_uplift_usually_passes():
-    rate = stats.simulate_pass_rate(0.15, n=1000, draws=200)
-    print(f"PASS rate at true uplift 15%: {rate:.3f}")
-    assert rate >= 0.80
+def test_an_end_on_the_bar_clears_it_whatever_the_float_rounding():
+    assert 0.12 - 0.07 != 0.05 and stats.clears(0.12 - 0.07, 0.05) and stats.clears(0.17 - 0.12, 0.05)
+    assert stats.verdict_of(0.12 - 0.07, 0.2, 0.05) == "PASS"
+    assert stats.verdict_of(-0.1, 0.12 - 0.07, 0.05) == "INCONCLUSIVE"  # an upper end on the bar is not a FAIL
+    assert stats.verdict_of(-0.1, 0.049, 0.05) == "FAIL"
 
 
 def test_simulation_rejects_impossible_accuracy():
     with pytest.raises(ValueError, match="outside"):
-        stats.simulate_pass_rate(0.8, base_rate=0.6)  # 0.6 * 1.8 = 1.08 > 1
+        stats.simulate(0.8, n=100, draws=1, base_rate=0.6)  # 0.6 * 1.8 = 1.08 > 1

@@ -91,3 +91,4 @@ def test_an_old_store_is_migrated_on_open_and_keeps_its_runs(tmp_path, monkeypat
     [row] = s.rows("approaches", run_id)
     assert row["approach"] == "zero_shot" and row["generated_tokens"] is None
     assert s.runs("x")[0]["config"] == {"a": 1}
+    assert s.runs("x")[0]["best_baseline"] is None  # a column added later reads NULL on runs written before it

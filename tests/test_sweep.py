@@ -4,7 +4,7 @@ import json
 import pytest
 
 from harness import Experiment, QLoRA, Sweep, baselines
-from harness._engine.pipeline import run_experiment, run_sweep
+from harness._engine import run_experiment, run_sweep
 from harness.errors import SpecError
 from harness.store import Store
 
@@ -18,7 +18,7 @@ def _spec(tmp_path, tiny_model_dir, name="sw", **sweep):
     sweep = {k: v for k, v in sweep.items() if v is not None or k == "pruner"}
     return Experiment(name=name, data="data.jsonl", model=str(tiny_model_dir), split=(24, 12, 12),
                       baselines=[baselines.zero_shot("s.md")], regression=None,
-                      candidate=QLoRA(batch_size=8, evals_per_epoch=3, warmup_ratio=0.0), sweep=Sweep(**sweep))
+                      underpowered="warn", candidate=QLoRA(batch_size=8, evals_per_epoch=3, warmup_ratio=0.0), sweep=Sweep(**sweep))
 
 
 # --- the spec --------------------------------------------------------------------------------
@@ -153,7 +153,7 @@ def test_a_worker_killed_mid_trial_leaves_it_failed_and_the_next_worker_finishes
         "from harness import Experiment, QLoRA, Sweep, baselines\n"
         f"sw = Experiment(name='sw', data='data.jsonl', model={str(tiny_model_dir)!r}, split=(24, 12, 12),\n"
         "    baselines=[baselines.zero_shot('s.md')], regression=None,\n"
-        "    candidate=QLoRA(batch_size=8, evals_per_epoch=3, warmup_ratio=0.0),\n"
+        "    underpowered='warn', candidate=QLoRA(batch_size=8, evals_per_epoch=3, warmup_ratio=0.0),\n"
         "    sweep=Sweep(r=[2, 4], learning_rate=(1e-3, 3e-2), epochs=[40], trials=2, pruner=None))\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.path.dirname(__file__), os.environ.get("PYTHONPATH", "")])}
     worker = subprocess.Popen([sys.executable, "-m", "harness.cli", "sweep", "spec.py", "--store", "h.duckdb"],

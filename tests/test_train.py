@@ -31,18 +31,25 @@ def test_qlora_training_moves_the_loss_and_saves_the_adapter(tmp_path, tiny_mode
 
 
 def test_early_stopping_keeps_the_best_checkpoint(tmp_path, tiny_model_dir):
-    """Labels are coin flips: memorising train makes val loss rise, so training stops early and
-    the adapter kept is the best one, not the last."""
+    """Validation labels contradict the rule train teaches ('area man' -> 1 in train, -> 0 in
+    val): once the model has learnt the answer format (val loss falls) it learns the rule,
+    and every step of that raises val loss, on any CPU. So training stops early and the
+    adapter kept is the best one, not the last. (Coin-flip labels made the outcome hinge on
+    rounding: on an AVX2-only EPYC val loss kept falling through all 12 epochs.)"""
     import json
-    import random
 
     import torch
 
-    rng = random.Random(1)
-    path = tmp_path / "noise.jsonl"
-    path.write_text("".join(json.dumps({"text": f"area man {rng.choice('abcdefgh')} {i}", "label": str(rng.randint(0, 1))})
-                            + "\n" for i in range(48)))
-    parts = split(load(path).samples, (32, 15, 1), seed=0, stratify=True)
+    write_classification_jsonl(tmp_path / "train.jsonl", n=32, seed=1)
+    flipped = [json.loads(line) for line in write_classification_jsonl(tmp_path / "v.jsonl", n=16, seed=2)
+               .read_text().splitlines()]
+    (tmp_path / "val.jsonl").write_text("".join(json.dumps({**r, "label": str(1 - int(r["label"]))}) + "\n"
+                                                for r in flipped))
+
+    class parts:  # the two splits, as the engine hands them to train()
+        train = load(tmp_path / "train.jsonl").samples
+        val = load(tmp_path / "val.jsonl").samples
+
     rows = lambda ss: [conversation(prompts.candidate_messages(s), s.answer) for s in ss]
     resolved = ResolvedModel("tiny", str(tiny_model_dir), "x")
     model, tokenizer = load_model(resolved, quantize=True), load_tokenizer(resolved)

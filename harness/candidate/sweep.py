@@ -26,6 +26,7 @@ from typing import Callable
 from harness.errors import SpecError
 from harness.spec.experiment import QLoRA, Sweep
 from harness.store import workers
+from harness.store.db import best_of_trials
 
 JOURNAL_NAME = "optuna-journal.log"
 HEARTBEAT_SECONDS = 30  # a remote worker silent for GRACE_SECONDS has its trial failed
@@ -90,16 +91,16 @@ def _open_rdb(url: str, attempts: int = 5):
                 return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_SECONDS,
                                                   grace_period=GRACE_SECONDS, engine_kwargs={"pool_pre_ping": True})
         except ImportError as e:
-            raise SpecError(f"sweep storage {_redacted(url)} needs a database driver: {e}; "
+            raise SpecError(f"sweep storage {redacted(url)} needs a database driver: {e}; "
                             f"install harness[postgres]") from e
         except Exception as e:
             if attempt == attempts - 1:
-                raise SpecError(f"sweep storage {_redacted(url)} cannot be opened: "
+                raise SpecError(f"sweep storage {redacted(url)} cannot be opened: "
                                 f"{str(e).splitlines()[0]}") from e
             time.sleep(0.5 * (attempt + 1))
 
 
-def _redacted(url: str) -> str:
+def redacted(url: str) -> str:
     """The URL without its password, for messages."""
     if "@" in url and "://" in url:
         scheme, rest = url.split("://", 1)
@@ -279,13 +280,7 @@ def _is_rdb(storage) -> bool:
 
 def best_trial(store, study: str) -> dict | None:
     """The stored trial with the best validation value (the earliest among equals)."""
-    return best_of(store.trials(study=study))
-
-
-def best_of(trials: list[dict]) -> dict | None:
-    """Among trial rows, the complete one with the best value; ties go to the earlier trial."""
-    complete = [t for t in trials if t["state"] == "COMPLETE" and t["value"] is not None]
-    return max(complete, key=lambda t: (t["value"], -t["number"]), default=None)
+    return best_of_trials(store.trials(study=study))
 
 
 def describe(params: dict, sep: str = ", ") -> str:

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from harness.judge import decision
+from harness.judge import decision, power
 from harness.judge.decision import FINE_TUNE, INCONCLUSIVE_VERDICT, KEEP_PROMPTING
 from harness.judge.outcomes import FAIL, FIVE_PERCENT_RULE, GateResult
 from harness.judge.pricing import ApproachCost, CostView, calls_text, cost_view, format_cost, money
+from harness.judge.units import uplift_text
 
 KEEP, RETRIEVE, MORE_DATA, TUNE, TUNE_SMALLER = ("keep prompting", "use retrieval", "collect more data", "fine-tune",
                                                 "fine-tune a smaller model")
@@ -40,17 +41,13 @@ class Recommendation:
         return {"action": self.action, "verdict": self.verdict, "reasons": list(self.reasons)}
 
 
-def _pct(x: float, relative: bool) -> str:
-    return f"{x * 100:+.1f}%" if relative else f"{x * 100:+.1f} pts"
-
-
 def _uplift_reason(d: dict) -> str:
     relative = d.get("relative", True)
     conf = d.get("confidence", 0.95) * 100
     bar = f"{d['threshold'] * 100:g}" + ("%" if relative else " pts")
     return (f"the candidate scores {d.get('metric', 'the key metric')} {d['candidate_score']:.3f} vs "
-            f"{d['baseline']} {d['baseline_score']:.3f}: {_pct(d['uplift'], relative)} "
-            f"({conf:g}% CI {_pct(d['low'], relative)}..{_pct(d['high'], relative)}) against a {bar} bar "
+            f"{d['baseline']} {d['baseline_score']:.3f}: {uplift_text(d['uplift'], relative)} "
+            f"({conf:g}% CI {uplift_text(d['low'], relative)}..{uplift_text(d['high'], relative)}) against a {bar} bar "
             f"on {d['n']} paired test rows")
 
 
@@ -165,9 +162,14 @@ def recommend(gates: list[GateResult], approaches: list[dict], task: str | None,
                            f"and the fine-tune's uplift is not established: retrieval adds the missing facts "
                            f"without betting on training")
             return Recommendation(RETRIEVE, found.verdict, reasons + costs())
-        settle = details.get("n_to_settle")
-        more = (f"about {calls_text(settle)} test rows would settle it ({details.get('n', 0)} now)" if settle
-                else "more test rows would narrow the interval")
+        planned = details.get("power") or {}
+        if planned.get("rows_80") and planned["rows_80"] < power.MAX_ROWS:
+            more = (f"about {calls_text(planned['rows_50'])}-{calls_text(planned['rows_80'])} test rows would give "
+                    f"50%-80% power if the true uplift is {uplift_text(planned['alternative'], planned['relative'])} "
+                    f"({planned['alternative_is']}); {details.get('n', 0)} now. Draw them as a fresh test split: "
+                    f"rows already judged make the next verdict a second look")
+        else:
+            more = "no test split of a practical size would settle it at this per-row spread"
         return Recommendation(MORE_DATA, found.verdict, reasons + [f"the interval straddles the bar: {more}"]
                               + costs())
 
@@ -184,7 +186,7 @@ def recommend(gates: list[GateResult], approaches: list[dict], task: str | None,
     serving_dominates = serving is not None and serving > training
     big = model_params is not None and model_params >= SMALLER_MODEL_MIN_PARAMS
     if headroom and serving_dominates and big:
-        reasons.append(f"the win has headroom (CI low end {_pct(details['low'], details.get('relative', True))} "
+        reasons.append(f"the win has headroom (CI low end {uplift_text(details['low'], details.get('relative', True))} "
                        f"vs a {threshold * 100:g}% bar) and at {calls_text(cost_view.calls)} calls serving "
                        f"({money(serving)}) outweighs training ({money(training)}): a smaller base "
                        f"({model_params / 1e9:.1f}B now) fine-tuned the same way would likely still pass and cost "

@@ -8,7 +8,7 @@ so every prediction is a valid letter.
 
 The gate is non-inferiority, not superiority: the candidate may lose at most `delta` accuracy
 points. Both models answer the same questions, so the paired bootstrap interval of
-(candidate - base) decides it: PASS when its lower end stays above -delta, FAIL when its upper
+(candidate - base) decides it: PASS when its lower end is at or above -delta, FAIL when its upper
 end is below -delta, INCONCLUSIVE when it straddles -delta.
 
 The shipped suite, "mmlu", is a fixed slice of the MMLU test set: 4 questions from each of the
@@ -27,8 +27,9 @@ from pathlib import Path
 from typing import Callable
 
 from harness.errors import DataError
-from harness.judge import stats
+from harness.judge import power, stats
 from harness.judge.outcomes import FAIL, INCONCLUSIVE, PASS, REGRESSION, GateResult
+from harness.judge.units import signed_points, uplift_text
 
 LETTERS = ("A", "B", "C", "D")
 CONTINUATIONS = [" " + letter for letter in LETTERS]  # lm-eval's target_delimiter " " before the letter
@@ -176,15 +177,13 @@ def from_predictions(suite: Suite, predictions: list[str], seconds: float = 0.0)
                        seconds)
 
 
-def _pts(x: float) -> str:
-    return f"{x * 100:+.1f}"
 
 
 def regression_gate(base: SuiteScores, candidate: SuiteScores, delta: float = 0.02, confidence: float = 0.95,
-                    seed: int = 0, resamples: int = 2000, *, allow_inconclusive: bool = False) -> GateResult:
+                    seed: int = 0, resamples: int = stats.RESAMPLES, *, allow_inconclusive: bool = False) -> GateResult:
     """Non-inferiority: the candidate may lose at most `delta` accuracy (0.02 = 2 points) on the suite.
 
-    PASS when the lower end of the paired bootstrap interval of (candidate - base) is above
+    PASS when the lower end of the paired bootstrap interval of (candidate - base) is at or above
     -delta, FAIL when its upper end is below -delta, INCONCLUSIVE otherwise.
     """
     if base.suite_sha256 != candidate.suite_sha256 or base.subjects != candidate.subjects:
@@ -195,30 +194,30 @@ def regression_gate(base: SuiteScores, candidate: SuiteScores, delta: float = 0.
         raise ValueError(f"regression delta is the accuracy the candidate may lose, so it must be >= 0; got {delta}")
     u = stats.paired_uplift(candidate.correct, base.correct, threshold=-delta, relative=False,
                             confidence=confidence, resamples=resamples, seed=seed)
-    if u.low > -delta:
-        outcome, relation = PASS, "stays above"
-    elif u.high < -delta:
-        outcome, relation = FAIL, "falls below"
-    else:
-        outcome, relation = INCONCLUSIVE, "straddles"
+    outcome = u.outcome  # the rule every gate applies (stats.verdict_of): PASS when the lower end clears -delta
+    relation = {PASS: "stays above", FAIL: "falls below"}.get(outcome, "straddles")
     broken, fixed = u.discordant
     base_by, cand_by = base.per_subject, candidate.per_subject
     per_subject = {s: [base_by[s][0], cand_by[s][0], base_by[s][1]] for s in base_by}
     worst = min(per_subject, key=lambda s: (per_subject[s][1] - per_subject[s][0], -per_subject[s][2], s))
     b, c, n_worst = per_subject[worst]
-    message = (f"{base.title} accuracy {u.baseline:.3f} -> {u.candidate:.3f} ({_pts(u.uplift)} pts, "
-               f"{confidence * 100:g}% CI {_pts(u.low)}..{_pts(u.high)}) {relation} -{delta * 100:g} pts on "
+    message = (f"{base.title} accuracy {u.baseline:.3f} -> {u.candidate:.3f} ({signed_points(u.uplift)} pts, "
+               f"{confidence * 100:g}% CI {signed_points(u.low)}..{signed_points(u.high)}) {relation} -{delta * 100:g} pts on "
                f"{u.n} questions ({broken} broken, {fixed} fixed)")
     message += (f"; worst subject: {worst} {b:.2f} -> {c:.2f} ({n_worst} questions)" if c < b
                 else "; no subject lost accuracy")
-    if outcome == INCONCLUSIVE and u.n_to_settle:
-        message += f"; about {u.n_to_settle:,} questions would settle it"
+    # non-inferiority: the natural alternative is no loss at all
+    statement = power.statement(u.n, u.unit_sd, -delta, relative=False, spread_from="this suite's paired answers",
+                                alternative=0.0, alternative_is="no loss", confidence=confidence)
+    if outcome == INCONCLUSIVE:
+        message += f"; {statement.text(unit='questions', fmt=lambda x: uplift_text(x, relative=False), quantity='difference')}"
     if outcome == INCONCLUSIVE and allow_inconclusive:
         message += " (allowed by the spec)"
     details = {"suite": base.suite, "suite_sha256": base.suite_sha256, "base_accuracy": u.baseline,
                "candidate_accuracy": u.candidate, "difference": u.uplift, "low": u.low, "high": u.high,
                "delta": delta, "confidence": confidence, "n": u.n, "broken": broken, "fixed": fixed,
-               "mcnemar_p": u.mcnemar_p, "n_to_settle": u.n_to_settle, "seed": seed, "resamples": resamples,
+               "mcnemar_p": u.mcnemar_p, "power": statement.to_dict(), "seed": seed, "resamples": resamples,
+               "low_mc_se": u.low_mc_se, "high_mc_se": u.high_mc_se,
                "worst_subject": worst, "per_subject": per_subject, "allow_inconclusive": allow_inconclusive,
                # per question, so the verdict can be re-derived from the store alone
                "base_correct": list(base.correct), "candidate_correct": list(candidate.correct)}

@@ -1,12 +1,16 @@
-"""Statistics behind the verdicts: paired bootstrap uplift, exact McNemar, percentiles.
+"""Statistics behind the verdicts: the paired bootstrap interval, its comparison with a bar,
+exact McNemar, percentiles.
 
 Pure numpy/scipy so the gates can be re-derived from stored per-example scores without torch.
 
 The central question is "does the candidate beat the baseline by at least `threshold`?". Both
 approaches are scored on the same test examples, so the comparison is paired: the bootstrap
 resamples example indices and applies the same indices to both score arrays, which keeps the
-(usually strong) correlation between the two and gives a much tighter interval than treating
-the two means as independent.
+correlation between the two (when there is any: on the shipped sarcasm run it was phi = 0.009).
+
+Read as tests, at confidence 0.95: PASS (the interval's lower end at or above the bar) is a
+one-sided test of "the true uplift is below the bar" at 2.5%, and FAIL (its upper end below
+the bar) a one-sided test of the opposite at 2.5%. docs/statistics.md has the simulations.
 """
 from __future__ import annotations
 
@@ -17,14 +21,33 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as _sps
 
-PASS, FAIL, INCONCLUSIVE = "PASS", "FAIL", "INCONCLUSIVE"
+from harness.judge.outcomes import FAIL, INCONCLUSIVE, PASS
 
-# Upper bound on n_to_settle: when the point estimate sits right on the threshold no finite
-# test set settles it, and a number this size reads as "effectively never".
-MAX_N_TO_SETTLE = 10_000_000
+# Default bootstrap resamples. The Monte Carlo error of a 2.5% quantile shrinks like
+# 1/sqrt(resamples): at 2,000 it was about 6% of the interval's standard error and one
+# 800-row table came out PASS under 36 of 60 seeds; at 20,000 it is about a third of that.
+RESAMPLES = 20_000
+# Interval ends are compared with a bar with this slack: means of 0/1 rows fall on a 1/n grid,
+# so an end can land exactly on the bar, and float rounding (0.12 - 0.07 = 0.04999999999999999)
+# must not decide the verdict.
+TIE_TOLERANCE = 1e-9
 # Index-matrix elements per bootstrap chunk: 4M int64 indices = 32 MB, plus two float gathers.
 _CHUNK_ELEMENTS = 4_000_000
-_TINY = 1e-12
+_MC_BATCHES = 20  # the resamples are cut into this many batches to estimate the Monte Carlo error
+
+
+def clears(low: float, bar: float) -> bool:
+    """The one comparison rule of every gate: an interval's lower end clears a bar when it is at or above it."""
+    return low >= bar - TIE_TOLERANCE
+
+
+def verdict_of(low: float, high: float, bar: float) -> str:
+    """PASS when the interval clears the bar, FAIL when it lies wholly below it, else INCONCLUSIVE."""
+    if clears(low, bar):
+        return PASS
+    if high < bar - TIE_TOLERANCE:
+        return FAIL
+    return INCONCLUSIVE
 
 
 @dataclass(frozen=True)
@@ -38,13 +61,21 @@ class Uplift:
     high: float              # upper end
     threshold: float         # the uplift the candidate must clear, e.g. 0.05
     relative: bool
-    outcome: str             # PASS if low >= threshold, FAIL if high < threshold, else INCONCLUSIVE
+    outcome: str             # verdict_of(low, high, threshold)
     n: int                   # number of paired examples
-    n_to_settle: int | None  # INCONCLUSIVE only: estimated test-set size that would settle it
-    mcnemar_p: float | None  # exact McNemar p-value when both score arrays are binary 0/1
+    mcnemar_p: float | None  # exact McNemar p-value (any difference) when both score arrays are binary 0/1
     discordant: tuple[int, int] | None  # (base right & cand wrong, base wrong & cand right)
     seed: int
     resamples: int
+    low_mc_se: float         # Monte Carlo standard error of `low` (from batches of the resamples)
+    high_mc_se: float
+    unit_sd: float | None    # sd of one row's share of the uplift (delta method); None for a zero baseline
+
+    @property
+    def near_the_bar(self) -> bool:
+        """Whether Monte Carlo error alone could move an interval end across the bar."""
+        return (abs(self.low - self.threshold) < 2 * self.low_mc_se
+                or abs(self.high - self.threshold) < 2 * self.high_mc_se)
 
 
 def _as_scores(values, name: str) -> np.ndarray:
@@ -127,8 +158,17 @@ def mcnemar_exact(b: int, c: int) -> float:
 
 
 def _bootstrap_means(cand: np.ndarray, base: np.ndarray, resamples: int, rng) -> tuple[np.ndarray, np.ndarray]:
-    """Means of `resamples` paired resamples: each row of indices is applied to both arrays."""
+    """Means of `resamples` paired resamples: each row of indices is applied to both arrays.
+
+    For 0/1 scores a resample is fully described by how many rows of each of the four kinds
+    (both right, only base right, only candidate right, both wrong) it draws, so it is drawn as
+    one multinomial of the four counts: the same distribution, without an index per row."""
     n = cand.size
+    if _binary(cand) and _binary(base):
+        kinds = [np.sum((cand == 1) & (base == 1)), np.sum((cand == 0) & (base == 1)),
+                 np.sum((cand == 1) & (base == 0)), np.sum((cand == 0) & (base == 0))]
+        counts = rng.multinomial(n, np.asarray(kinds, dtype=float) / n, size=resamples)
+        return (counts[:, 0] + counts[:, 2]) / n, (counts[:, 0] + counts[:, 1]) / n
     rows = max(1, _CHUNK_ELEMENTS // n)
     cand_means = np.empty(resamples)
     base_means = np.empty(resamples)
@@ -140,25 +180,39 @@ def _bootstrap_means(cand: np.ndarray, base: np.ndarray, resamples: int, rng) ->
     return cand_means, base_means
 
 
-def _n_to_settle(n: int, uplift: float, low: float, high: float, threshold: float) -> int:
-    """Test-set size at which the interval should stop straddling the threshold.
+def _binary(arr: np.ndarray) -> bool:
+    return bool(np.all((arr == 0) | (arr == 1)))
 
-    The half-width shrinks like 1/sqrt(n), so it falls to the gap |uplift - threshold| at
-    n * (half_width / gap)**2. At least n + 1 (this n did not settle it), at most MAX_N_TO_SETTLE.
-    """
-    half_width = (high - low) / 2.0
-    gap = max(abs(uplift - threshold), _TINY)
-    if not math.isfinite(half_width) or not math.isfinite(gap):
-        return MAX_N_TO_SETTLE
-    ratio = half_width / gap
-    if ratio * ratio * n >= MAX_N_TO_SETTLE:  # checked before ceil to avoid float overflow
-        return MAX_N_TO_SETTLE
-    return int(min(MAX_N_TO_SETTLE, max(n + 1, math.ceil(n * ratio * ratio))))
+
+def unit_sd(cand: np.ndarray, base: np.ndarray, relative: bool) -> float | None:
+    """The sd of one row's contribution to the uplift's estimate: the uplift's standard error is
+    unit_sd / sqrt(n). Absolute: sd(cand - base). Relative (a ratio of means R = cand / base):
+    the delta method's sd(cand - R * base) / |mean(base)|; None when the baseline mean is 0."""
+    if not relative:
+        return float(np.std(cand - base, ddof=1)) if cand.size > 1 else 0.0
+    base_mean = float(base.mean())
+    if base_mean == 0:
+        return None
+    ratio = float(cand.mean()) / base_mean
+    return float(np.std(cand - ratio * base, ddof=1)) / abs(base_mean) if cand.size > 1 else 0.0
+
+
+def _mc_se(boot: np.ndarray, qs) -> list[float]:
+    """Monte Carlo standard errors of the full-sample quantiles, from the spread of the same
+    quantiles over batches of the resamples (a batch of B/k resamples has k times the variance)."""
+    batches = [np.sort(part) for part in np.array_split(boot, _MC_BATCHES) if part.size >= 50]
+    if len(batches) < 2:
+        return [math.nan for _ in qs]
+    per_batch = np.array([_quantiles(b, qs) for b in batches], dtype=float)
+    with np.errstate(invalid="ignore"):
+        spread = np.nanstd(per_batch, axis=0, ddof=1) if np.all(np.isfinite(per_batch)) else \
+            np.full(len(qs), math.inf)
+    return [float(v / math.sqrt(len(batches))) for v in spread]
 
 
 def paired_uplift(candidate_scores: Sequence[float], baseline_scores: Sequence[float], *,
                   threshold: float = 0.05, relative: bool = True, confidence: float = 0.95,
-                  resamples: int = 2000, seed: int = 0) -> Uplift:
+                  resamples: int = RESAMPLES, seed: int = 0) -> Uplift:
     """Uplift of the candidate over the baseline with a paired-bootstrap interval and a verdict.
 
     Both sequences are per-example scores on the same examples in the same order (0/1 for
@@ -170,9 +224,9 @@ def paired_uplift(candidate_scores: Sequence[float], baseline_scores: Sequence[f
     relative=False: uplift = cand - base in metric units; threshold 0.05 means +5 points.
 
     The interval is the percentile interval of `resamples` paired bootstrap resamples drawn with
-    numpy.random.default_rng(seed): (2.5%, 97.5%) at confidence 0.95. The outcome is PASS when
-    low >= threshold, FAIL when high < threshold, INCONCLUSIVE otherwise. For binary scores the
-    exact McNemar test on the discordant pairs is reported as well.
+    numpy.random.default_rng(seed): (2.5%, 97.5%) at confidence 0.95, with the Monte Carlo error
+    of each end. The outcome is `verdict_of(low, high, threshold)`. For binary scores the exact
+    McNemar test of any difference on the discordant pairs is reported as well.
 
     Raises ValueError on empty input, a length mismatch, non-finite scores, or bad settings.
     """
@@ -199,17 +253,11 @@ def paired_uplift(candidate_scores: Sequence[float], baseline_scores: Sequence[f
     boot = _relative(cand_means, base_means) if relative else cand_means - base_means
     tail = (1.0 - confidence) / 2.0 * 100.0  # 0.95 -> 2.5, so the interval is (2.5%, 97.5%)
     low, high = _quantiles(np.sort(boot), [tail, 100.0 - tail])
-
-    if low >= threshold:
-        outcome = PASS
-    elif high < threshold:
-        outcome = FAIL
-    else:
-        outcome = INCONCLUSIVE
-    n_to_settle = _n_to_settle(n, uplift, low, high, threshold) if outcome == INCONCLUSIVE else None
+    low_se, high_se = _mc_se(boot, [tail, 100.0 - tail])
+    outcome = verdict_of(low, high, threshold)
 
     mcnemar_p = discordant = None
-    if np.all((cand == 0) | (cand == 1)) and np.all((base == 0) | (base == 1)):
+    if _binary(cand) and _binary(base):
         broken = int(np.sum((base == 1) & (cand == 0)))
         fixed = int(np.sum((base == 0) & (cand == 1)))
         discordant = (broken, fixed)
@@ -217,44 +265,42 @@ def paired_uplift(candidate_scores: Sequence[float], baseline_scores: Sequence[f
 
     return Uplift(baseline=base_mean, candidate=cand_mean, uplift=uplift, low=float(low), high=float(high),
                   threshold=float(threshold), relative=bool(relative), outcome=outcome, n=n,
-                  n_to_settle=n_to_settle, mcnemar_p=mcnemar_p, discordant=discordant,
-                  seed=int(seed), resamples=resamples)
+                  mcnemar_p=mcnemar_p, discordant=discordant, seed=int(seed), resamples=resamples,
+                  low_mc_se=low_se, high_mc_se=high_se, unit_sd=unit_sd(cand, base, relative))
 
 
-def simulate_pass_rate(true_uplift: float, *, n: int = 1000, draws: int = 200, base_rate: float = 0.6,
-                       threshold: float = 0.05, relative: bool = True, seed: int = 0, resamples: int = 1000,
-                       correlation: float = 0.5) -> float:
-    """Fraction of synthetic experiments with a known true uplift that `paired_uplift` calls PASS.
-
-    Each draw makes n paired binary outcomes: the baseline is right with probability
-    p0 = base_rate, the candidate with p1 = base_rate * (1 + true_uplift) (a relative uplift).
-    The pair is positively correlated, as two models scored on the same examples are (easy rows
-    are easy for both): the candidate is sampled conditional on the baseline so that both
-    marginals are exact and the phi correlation is `correlation`, clipped to what the marginals
-    allow. The rate at a true uplift below the threshold is the false-PASS rate; above it, the power.
-
-    Raises ValueError when p1 falls outside [0, 1].
-    """
-    p0 = float(base_rate)
-    p1 = p0 * (1.0 + float(true_uplift))
+def paired_cells(p0: float, p1: float, phi: float) -> tuple[float, float, float, float]:
+    """P(both right), P(only the baseline right), P(only the candidate right), P(both wrong) for
+    0/1 scores with accuracies p0 (baseline) and p1 (candidate) and phi correlation `phi`,
+    clipped to what the two marginals allow (the Frechet bounds)."""
     if not (0.0 <= p0 <= 1.0 and 0.0 <= p1 <= 1.0):
-        raise ValueError(f"base_rate {p0} with true_uplift {true_uplift} gives candidate accuracy {p1}, "
-                         "outside [0, 1]")
-    # P(both right) from the phi coefficient, clipped to the Frechet bounds of the two marginals.
-    both = p0 * p1 + correlation * math.sqrt(p0 * (1 - p0) * p1 * (1 - p1))
+        raise ValueError(f"accuracies must lie in [0, 1]: baseline {p0}, candidate {p1}")
+    both = p0 * p1 + phi * math.sqrt(p0 * (1 - p0) * p1 * (1 - p1))
     both = min(max(both, max(0.0, p0 + p1 - 1.0)), min(p0, p1))
-    p_cand_if_right = both / p0 if p0 > 0 else 0.0
-    p_cand_if_wrong = (p1 - both) / (1 - p0) if p0 < 1 else 0.0
+    return both, p0 - both, p1 - both, 1.0 - p0 - p1 + both
 
+
+def simulate(true_uplift: float, *, n: int, draws: int, base_rate: float = 0.6, phi: float = 0.0,
+             threshold: float = 0.05, relative: bool = True, confidence: float = 0.95, resamples: int = 2000,
+             seed: int = 0) -> dict[str, float]:
+    """How often `paired_uplift` says PASS, FAIL and INCONCLUSIVE on synthetic experiments with a
+    known truth: n paired 0/1 rows, the baseline right with probability base_rate, the candidate
+    with base_rate * (1 + true_uplift) if relative (else base_rate + true_uplift), correlated
+    with phi `phi`. At a true uplift equal to the threshold the PASS rate is the false-PASS rate
+    (the test's size); above it, the power."""
+    p1 = base_rate * (1.0 + true_uplift) if relative else base_rate + true_uplift
+    if not 0.0 <= p1 <= 1.0:
+        raise ValueError(f"base_rate {base_rate} with true_uplift {true_uplift} gives candidate accuracy {p1}, "
+                         "outside [0, 1]")
+    cells = np.clip(np.array(paired_cells(base_rate, p1, phi)), 0.0, None)
     rng = np.random.default_rng(seed)
-    base = rng.random((draws, n)) < p0
-    u = rng.random((draws, n))
-    cand = np.where(base, u < p_cand_if_right, u < p_cand_if_wrong)
-    base, cand = base.astype(float), cand.astype(float)
-    passes = 0
-    for i in range(draws):
-        # Each draw gets its own bootstrap seed so the draws are independent experiments.
-        result = paired_uplift(cand[i], base[i], threshold=threshold, relative=relative,
-                               resamples=resamples, seed=seed + i)
-        passes += result.outcome == PASS
-    return passes / draws
+    tables = rng.multinomial(n, cells / cells.sum(), size=draws)
+    # the four kinds of row, as (candidate, baseline) scores
+    cand_of, base_of = np.array([1.0, 0.0, 1.0, 0.0]), np.array([1.0, 1.0, 0.0, 0.0])
+    counts = {PASS: 0, FAIL: 0, INCONCLUSIVE: 0}
+    for i, table in enumerate(tables):
+        kinds = np.repeat(np.arange(4), table)
+        result = paired_uplift(cand_of[kinds], base_of[kinds], threshold=threshold, relative=relative,
+                               confidence=confidence, resamples=resamples, seed=seed + 1 + i)
+        counts[result.outcome] += 1
+    return {k: v / draws for k, v in counts.items()}

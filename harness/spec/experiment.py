@@ -16,6 +16,8 @@ from harness.errors import SpecError
 from harness.spec.baselines import Baseline
 
 TASKS = ("classification", "generation")
+# key metrics whose zero is not "no skill": a ratio over them depends on an arbitrary offset
+ARBITRARY_ZERO_METRICS = ("bertscore",)
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -204,7 +206,8 @@ class Experiment:
     columns: for plain JSONL/CSV files, which columns hold the input and the output, e.g.
         {"input": "question", "output": "right_answer"} ("a+b" joins columns).
     threshold: the 5% rule's minimum uplift over the best baseline (0.05 = 5%).
-    relative: uplift relative to the baseline (True) or in absolute metric points (False).
+    relative: uplift relative to the baseline (True) or in absolute metric points (False). A
+        metric with an arbitrary zero (raw BERTScore) must be judged in points.
     allow_inconclusive: let INCONCLUSIVE pass: True for every gate, or a tuple of gate names.
     regression: general-ability suite scored on base and candidate ("mmlu": the shipped MMLU
         slice; or a path to a JSONL in the same format; None: no regression gate).
@@ -218,6 +221,14 @@ class Experiment:
         and its best trial becomes the candidate (also later, without --sweep).
     max_baselines: the most prompt baselines one run scores, counted after prompt folders are
         expanded and calibrated twins added; more is refused before any model is loaded.
+    seed: draws the split (and seeds what the spec does not seed otherwise).
+    underpowered: what happens when, before training, the test split has less than 80% power
+        to show the bar if the true uplift is twice it: "fail" (the default: no compute is spent
+        on a question the split cannot settle) or "warn" (train anyway; the statement is logged
+        and stored with the verdict). See docs/statistics.md.
+    bootstrap_seed, resamples: the gates' bootstrap, kept apart from `seed` so that trying
+        another bootstrap draw never means another test split; the Monte Carlo error of the
+        interval ends is reported with every verdict.
     """
 
     name: str
@@ -242,6 +253,9 @@ class Experiment:
     max_rows: int | None = None
     columns: dict | None = None
     seed: int = 0
+    bootstrap_seed: int = 0
+    resamples: int = 20_000
+    underpowered: str = "fail"
     confidence: float = 0.95
     eval_batch_size: int = 16
     trust_remote_code: bool = False
@@ -308,6 +322,15 @@ class Experiment:
             raise SpecError(f"{where}: calls must be a non-negative integer volume (got {self.calls!r})")
         if not isinstance(self.allow_inconclusive, bool):
             object.__setattr__(self, "allow_inconclusive", tuple(self.allow_inconclusive))
+        if not isinstance(self.resamples, int) or isinstance(self.resamples, bool) or self.resamples < 1000:
+            raise SpecError(f"{where}: resamples must be an integer of at least 1000 (got {self.resamples!r}); the "
+                            f"default 20000 keeps the Monte Carlo error of the interval small")
+        if self.underpowered not in ("fail", "warn"):
+            raise SpecError(f"{where}: underpowered must be \"fail\" or \"warn\" (got {self.underpowered!r})")
+        if self.relative and self.metric in ARBITRARY_ZERO_METRICS:
+            raise SpecError(f"{where}: metric {self.metric!r} has an arbitrary zero (unrelated texts already score "
+                            f"far above 0), so a relative uplift over it means nothing; set relative=False and a "
+                            f"threshold in points, e.g. threshold=0.01")
         if not 0.5 < self.confidence < 1:
             raise SpecError(f"{where}: confidence must be in (0.5, 1) (got {self.confidence!r})")
 

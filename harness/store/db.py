@@ -126,6 +126,11 @@ MIGRATIONS: list[tuple[str, str]] = [
         -- exists is marked failed (incomplete) the next time the store is opened on that host
         ALTER TABLE runs ADD COLUMN worker VARCHAR;
     """),
+    ("runs_best_baseline", """
+        -- the baseline (or calibrated twin) the engine picked on the selection split, the one the
+        -- candidate is gated against, so that readers need not pick it again
+        ALTER TABLE runs ADD COLUMN best_baseline VARCHAR;
+    """),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -170,7 +175,8 @@ _TRIAL_COLUMNS = ["study", "experiment", "number", "state", "params", "key_metri
                   "steps", "adapter_path", "adapter_sha256", "seconds", "worker", "started_at", "finished_at", "error"]
 _TRIAL_JSON = {"params", "val_metrics", "curves"}
 _JSON_COLUMNS = {"lines", "config", "details"}
-_RUN_FIELDS = {"task", "key_metric", "model", "model_sha256", "data_path", "data_sha256", "test_sha256", "provenance"}
+_RUN_FIELDS = {"task", "key_metric", "model", "model_sha256", "data_path", "data_sha256", "test_sha256", "provenance",
+               "best_baseline"}
 
 
 class Store:
@@ -430,9 +436,28 @@ class Store:
         order = {"predictions": " ORDER BY approach, split, idx", "curves": " ORDER BY approach, split, step"}
         return [_decode(r) for r in self.query(sql + order.get(table, ""), params)]
 
+    def rows_by_run(self, table: str) -> dict[str, list[dict]]:
+        """Every row of a per-run table (metrics, gates, approaches, ...), decoded, grouped by run id;
+        each run's rows in the order they were written."""
+        if table not in _COLUMNS:
+            raise ValueError(f"unknown table {table!r}")
+        grouped: dict[str, list[dict]] = {}
+        for row in self.query(f"SELECT * FROM {table}"):
+            grouped.setdefault(row["run_id"], []).append(_decode(row))
+        return grouped
+
 
 def _decode(row: dict) -> dict:
     for key in ("config", "provenance", "lines", "details"):
         if isinstance(row.get(key), str):
             row[key] = json.loads(row[key])
     return row
+
+
+def best_of_trials(trials: list[dict]) -> dict | None:
+    """Among sweep trial rows, the complete one with the best value; ties go to the earlier trial.
+
+    The one rule for which trial won: the sweep picks the candidate with it and the report marks
+    the same trial as best."""
+    complete = [t for t in trials if t["state"] == "COMPLETE" and t["value"] is not None]
+    return max(complete, key=lambda t: (t["value"], -t["number"]), default=None)

@@ -1,0 +1,80 @@
+"""The first stage of every run: the data read, checked and split, the base model and its
+tokenizer, and how approaches will be scored."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from harness import data, models
+from harness._engine.evaluate import Scoring
+from harness._engine.scorer import Models, Scorer
+from harness.data.sealed import SealedSplit
+from harness.errors import DataError, SpecError
+from harness.judge import gates
+from harness.judge.outcomes import FAIL, GateResult
+from harness.scoring import metrics
+from harness.spec.experiment import Experiment
+from harness.store import RunRecord, Store
+
+
+@dataclass
+class Prepared:
+    """What every path through an experiment needs first: checked data, splits, model, scoring."""
+
+    splits: data.Splits
+    checks: list
+    quality: GateResult
+    data_sha: str
+    data_path: str
+    task: str
+    labels: list[str]
+    test: SealedSplit
+    scoring: Scoring
+    models: Models
+
+
+def prepare(experiment: Experiment, store: Store, root: Path, record: RunRecord,
+            log: Callable[[str], None]) -> Prepared:
+    """Read, check and split the data (a DataError for data that cannot be used), then load the
+    tokenizer; the model itself is loaded only when an output is not in the cache."""
+    name = experiment.name
+    stage = data.prepare(experiment.data, root=root, split=experiment.split, seed=experiment.seed,
+                         task=experiment.task, max_rows=experiment.max_rows, columns=experiment.columns, name=name)
+    data_path, data_sha, task, splits, labels = stage.path, stage.sha256, stage.task, stage.splits, stage.labels
+    record.run_fields.update({"data_path": data_path, "data_sha256": data_sha})  # kept even if the run fails
+    if stage.split_error:
+        raise DataError(stage.split_error)
+    checks = stage.checks
+    record.checks = [{"name": c.name, "level": c.level, "message": c.message, "lines": c.lines[:1000]}
+                     for c in checks]
+    quality = gates.data_quality(checks)
+    if quality.outcome == FAIL:
+        raise DataError(f"{name}: data file {data_path}: {quality.message}")
+    if stage.refusal:
+        raise DataError(stage.refusal)
+    test = SealedSplit(splits.test, splits.test_sha256)
+    key_metric, other_metrics = _metrics_for(experiment, task)
+    log(f"{name}: {task}, {len(splits.train)} train / {len(splits.val)} val / {len(test)} test rows; "
+        f"key metric {key_metric.name}")
+    resolved = models.resolve(experiment.model)
+    tokenizer = models.load_tokenizer(resolved, trust_remote_code=experiment.trust_remote_code)
+    max_new = 16
+    if task == "generation":
+        answers = [s.answer for s in splits.train + splits.val]
+        longest = max(len(tokenizer(a, add_special_tokens=False)["input_ids"]) for a in answers)
+        max_new = longest + 8  # room for a slightly longer answer than any seen, no more
+    scorer = Scorer(store, tokenizer, task, labels, max_new, experiment.eval_batch_size, log)
+    return Prepared(splits, checks, quality, data_sha, data_path, task, labels, test,
+                    Scoring(scorer, key_metric, other_metrics, name),
+                    Models(resolved, tokenizer, experiment.trust_remote_code, experiment.allow_pickle))
+
+
+def _metrics_for(experiment: Experiment, task: str) -> tuple[metrics.Metric, list[metrics.Metric]]:
+    """(the key metric, the other metrics): the experiment's, or macro-F1 / exact match by default."""
+    name = experiment.metric
+    if name not in metrics.KEY_METRICS:
+        raise SpecError(f"Experiment {experiment.name!r}: metric {name!r} cannot be a key metric (it must be a mean "
+                        f"of per-example scores); use one of {', '.join(sorted(metrics.KEY_METRICS))}")
+    others = list(experiment.metrics) or (["macro_f1"] if task == "classification" else ["exact_match"])
+    return metrics.load(name), [metrics.load(m) for m in others if m != name]

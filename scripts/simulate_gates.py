@@ -1,0 +1,106 @@
+"""Simulate the gates' error rates and power through the harness's own statistics, and print
+the tables of docs/statistics.md (markdown).
+
+    .venv/bin/python scripts/simulate_gates.py [--draws 4000]
+
+Every number comes from `harness.judge.stats.simulate` (synthetic paired 0/1 rows with a known
+truth, judged by `paired_uplift` exactly as the gates judge them) or from the gates themselves;
+seeded, so a rerun prints the same tables.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from harness.judge import gates, power, stats  # noqa: E402
+
+
+def pct(x: float) -> str:
+    return f"{x * 100:.1f}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--draws", type=int, default=4000, help="synthetic experiments per cell")
+    parser.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples per experiment")
+    args = parser.parse_args()
+    draws, resamples = args.draws, args.resamples
+    started = time.perf_counter()
+    se = 3 * math.sqrt(0.025 * 0.975 / draws) * 100
+    print(f"{draws:,} draws per cell, {resamples:,} resamples each; the Monte Carlo band (3 SE) of a 2.5% rate "
+          f"is +/-{se:.2f} points.\n")
+
+    print("### The five-percent rule at the boundary (true uplift exactly +5%)\n")
+    print("| base | phi | test rows | false PASS % | false FAIL % |")
+    print("| ---: | ---: | ---: | ---: | ---: |")
+    for base, phi in ((0.645, 0.0), (0.6, 0.5), (0.15, 0.3)):
+        for n in (200, 800, 1000):
+            r = stats.simulate(0.05, n=n, draws=draws, base_rate=base, phi=phi, resamples=resamples, seed=1)
+            print(f"| {base} | {phi} | {n} | {pct(r['PASS'])} | {pct(r['FAIL'])} |")
+
+    print("\n### The same check with narrower intervals (what the test must reject)\n")
+    print("| confidence | false PASS % at the boundary (base 0.645, phi 0, 800 rows) |")
+    print("| ---: | ---: |")
+    for confidence in (0.95, 0.9, 0.5):
+        r = stats.simulate(0.05, n=800, draws=draws, base_rate=0.645, phi=0.0, resamples=resamples, seed=1,
+                           confidence=confidence)
+        print(f"| {confidence} | {pct(r['PASS'])} |")
+
+    print("\n### Power at a true +15% (base 0.6): simulated, and the planning formula\n")
+    print("| phi | test rows | PASS % (simulated) | PASS % (harness.judge.power) |")
+    print("| ---: | ---: | ---: | ---: |")
+    for phi in (0.0, 0.5):
+        for n in (200, 800, 1000):
+            r = stats.simulate(0.15, n=n, draws=max(1000, draws // 4), base_rate=0.6, phi=phi,
+                               resamples=resamples, seed=2)
+            p0, p1 = 0.6, 0.69
+            both, *_ = stats.paired_cells(p0, p1, phi)
+            ratio = p1 / p0
+            unit_sd = math.sqrt(p1 * (1 - p1) + ratio ** 2 * p0 * (1 - p0) - 2 * ratio * (both - p0 * p1)) / p0
+            print(f"| {phi} | {n} | {pct(r['PASS'])} | {pct(power.power(0.15, n, unit_sd, 0.05))} |")
+
+    print("\n### Rows needed at the planning alternative (+10%, twice the bar; base 0.645, phi 0)\n")
+    p0, p1 = 0.645, 0.645 * 1.10
+    unit_sd = power.planned_unit_sd(p0, relative=True, alternative=0.10, binary=True)
+    rows = {p: power.rows_for(0.10, unit_sd, 0.05, p) for p in (0.5, 0.8)}
+    print("| power wanted | rows (formula) | PASS % simulated at those rows |")
+    print("| ---: | ---: | ---: |")
+    for wanted, n in rows.items():
+        r = stats.simulate(0.10, n=n, draws=max(1000, draws // 4), base_rate=p0, phi=0.0, resamples=resamples,
+                           seed=3)
+        print(f"| {wanted:.0%} | {n:,} | {pct(r['PASS'])} |")
+
+    print("\n### The near-zero rule: decided on validation, continuous\n")
+    print("| baseline right (test) | candidate right | baseline on val | mode | bar | uplift (95% CI) | verdict |")
+    print("| ---: | ---: | ---: | --- | ---: | --- | --- |")
+    for base_right, cand_right, val in ((3, 7, 0.04), (4, 8, 0.04), (3, 7, None), (4, 8, None), (12, 20, 0.12)):
+        base = [1.0] * base_right + [0.0] * (100 - base_right)
+        cand = [1.0] * cand_right + [0.0] * (100 - cand_right)
+        v = gates.five_percent_rule("exact_match", cand, "b", base, baseline_pick_score=val, picked_on="val")
+        d = v.details
+        fmt = (lambda x: f"{x * 100:+.1f}%") if d["relative"] else (lambda x: f"{x * 100:+.1f} pts")
+        bar = f"{d['threshold'] * 100:g}%" if d["relative"] else f"{d['threshold'] * 100:.2g} pts"
+        print(f"| {base_right}/100 | {cand_right}/100 | {'-' if val is None else val} | "
+              f"{'relative' if d['relative'] else 'points'} | {bar} | {fmt(d['uplift'])} "
+              f"({fmt(d['low'])}..{fmt(d['high'])}) | {v.outcome} |")
+
+    print("\n### The regression gate (non-inferiority, margin -2 points; base 0.6, phi 0.5)\n")
+    print("| questions | PASS % at no loss (power) | PASS % at -2 pts (size) | FAIL % at -5 pts |")
+    print("| ---: | ---: | ---: | ---: |")
+    for n in (228, 1000, 2000):
+        kwargs = dict(n=n, draws=max(1000, draws // 4), base_rate=0.6, phi=0.5, relative=False, threshold=-0.02,
+                      resamples=resamples)
+        none, margin, loss = (stats.simulate(d, seed=4, **kwargs) for d in (0.0, -0.02, -0.05))
+        print(f"| {n} | {pct(none['PASS'])} | {pct(margin['PASS'])} | {pct(loss['FAIL'])} |")
+
+    print(f"\n({time.perf_counter() - started:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
