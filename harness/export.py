@@ -16,9 +16,8 @@ full precision, into one of two bases:
       back to full-precision tensors (transformers' `dequantize()`), so W_nf4 + BA is exactly
       the candidate the gates passed, as a plain checkpoint.
   "original": the checkpoint's own full-precision weights. W + BA was never evaluated: the
-      adapter learned to correct the NF4-rounded W, not W. On the shipped sarcasm experiment
-      this model agreed with the evaluated candidate on only 9 of 16 test rows (11/16 correct
-      against its 14/16); see docs/decision.md.
+      adapter learned to correct the NF4-rounded W, not W, and the two can disagree on many
+      rows (docs/decision.md has the measurement).
 
 The check loads the saved folder with plain transformers and compares it with base +
 adapter (the same base): max last-position logit difference within a tolerance, the same

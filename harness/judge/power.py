@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-
 from statistics import NormalDist
 
 from harness.judge.units import uplift_text

@@ -6,7 +6,7 @@ Pure numpy/scipy so the gates can be re-derived from stored per-example scores w
 The central question is "does the candidate beat the baseline by at least `threshold`?". Both
 approaches are scored on the same test examples, so the comparison is paired: the bootstrap
 resamples example indices and applies the same indices to both score arrays, which keeps the
-correlation between the two (when there is any: on the shipped sarcasm run it was phi = 0.009).
+correlation between the two, when there is any (docs/statistics.md).
 
 Read as tests, at confidence 0.95: PASS (the interval's lower end at or above the bar) is a
 one-sided test of "the true uplift is below the bar" at 2.5%, and FAIL (its upper end below
@@ -24,8 +24,8 @@ from scipy import stats as _sps
 from harness.judge.outcomes import FAIL, INCONCLUSIVE, PASS
 
 # Default bootstrap resamples. The Monte Carlo error of a 2.5% quantile shrinks like
-# 1/sqrt(resamples): at 2,000 it was about 6% of the interval's standard error and one
-# 800-row table came out PASS under 36 of 60 seeds; at 20,000 it is about a third of that.
+# 1/sqrt(resamples): 20,000 make it about a third of what 2,000 did, when 2,000 could flip a
+# close verdict with the seed (docs/statistics.md).
 RESAMPLES = 20_000
 # Interval ends are compared with a bar with this slack: means of 0/1 rows fall on a 1/n grid,
 # so an end can land exactly on the bar, and float rounding (0.12 - 0.07 = 0.04999999999999999)
