@@ -1,3 +1,5 @@
+import pytest
+
 from harness.data import Check
 from harness.judge import decision, gates
 
@@ -89,3 +91,20 @@ def test_overfit_passes_a_healthy_run():
     curves = _curve("val", [(0, 2.0), (10, 1.0), (20, 0.9)]) + _curve("train", [(10, 1.0), (20, 0.8)])
     v = gates.overfit(curves, train_score=0.8, test_score=0.75, metric="accuracy")
     assert v.outcome == "PASS" and "val loss 2.0000 -> 0.9000 over 3 evaluations" in v.message
+
+
+def test_a_pass_on_few_discordant_rows_needs_the_exact_test_to_confirm_a_gain():
+    """7 rows fixed and 1 broken of 100: the percentile interval's lower end (+1 point) clears a
+    0.5-point bar, but the exact one-sided test of "no gain" has p = 9/256 = 0.035 > 0.025, so
+    the rule does not PASS; 6 fixed and none broken (p = 1/64) does."""
+    base = [1.0] + [0.0] * 99
+    seven_one = gates.five_percent_rule("exact_match", [0.0] + [1.0] * 7 + [0.0] * 92, "r", base,
+                                        baseline_pick_score=0.0, picked_on="val")
+    assert seven_one.details["low"] >= seven_one.details["threshold"]  # the interval alone would pass
+    assert seven_one.outcome == gates.INCONCLUSIVE
+    assert seven_one.details["exact_gain_p"] == pytest.approx(9 / 256)
+    assert "on 8 discordant rows the exact test does not confirm any gain (one-sided p=0.0352 > 0.025)" \
+        in seven_one.message
+    six_none = gates.five_percent_rule("exact_match", [1.0] * 7 + [0.0] * 93, "r", [0.0] * 6 + [1.0] + [0.0] * 93,
+                                       baseline_pick_score=0.0, picked_on="val")
+    assert six_none.outcome == gates.PASS and six_none.details["exact_gain_p"] == pytest.approx(1 / 64)

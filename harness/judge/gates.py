@@ -98,6 +98,9 @@ def five_percent_rule(metric: str, candidate_scores: list[float], baseline_name:
                     "set relative=False to judge in points")
     if outcome == PASS:
         message += f"; the lower end clears the bar (a one-sided test at {(1 - confidence) / 2:.1%})"
+    elif u.exact_gain_p is not None and not unbounded:
+        message += (f"; the lower end clears the bar, but on {sum(u.discordant)} discordant rows the exact test "
+                    f"does not confirm any gain (one-sided p={u.exact_gain_p:.3g} > {(1 - confidence) / 2:.3g})")
     if u.mcnemar_p is not None:
         message += (f"; McNemar p={u.mcnemar_p:.3g} for any difference ({u.discordant[1]} fixed, "
                     f"{u.discordant[0]} broken)")

@@ -70,6 +70,7 @@ class Uplift:
     low_mc_se: float         # Monte Carlo standard error of `low` (from batches of the resamples)
     high_mc_se: float
     unit_sd: float | None    # sd of one row's share of the uplift (delta method); None for a zero baseline
+    exact_gain_p: float | None = None  # one-sided exact p of "no gain", checked before a 0/1 PASS
 
     @property
     def near_the_bar(self) -> bool:
@@ -155,6 +156,13 @@ def mcnemar_exact(b: int, c: int) -> float:
     if b + c == 0:
         return 1.0
     return float(min(1.0, 2.0 * _sps.binom.cdf(min(b, c), b + c, 0.5)))
+
+
+def exact_gain_p(broken: int, fixed: int) -> float:
+    """One-sided exact p-value of "the candidate is no better" on paired 0/1 rows: under it the
+    `fixed` rows among the discordant ones are at most Binomial(broken + fixed, 0.5)."""
+    n = broken + fixed
+    return 1.0 if n == 0 else float(_sps.binom.sf(fixed - 1, n, 0.5))
 
 
 def _bootstrap_means(cand: np.ndarray, base: np.ndarray, resamples: int, rng) -> tuple[np.ndarray, np.ndarray]:
@@ -256,17 +264,26 @@ def paired_uplift(candidate_scores: Sequence[float], baseline_scores: Sequence[f
     low_se, high_se = _mc_se(boot, [tail, 100.0 - tail])
     outcome = verdict_of(low, high, threshold)
 
-    mcnemar_p = discordant = None
+    mcnemar_p = discordant = gain_p = None
     if _binary(cand) and _binary(base):
         broken = int(np.sum((base == 1) & (cand == 0)))
         fixed = int(np.sum((base == 0) & (cand == 1)))
         discordant = (broken, fixed)
         mcnemar_p = mcnemar_exact(broken, fixed)
+        if outcome == PASS and threshold >= 0:
+            # With few discordant rows the percentile interval is too narrow (8 of them, 7 to 1,
+            # gave a lower end of +1 point while the exact test of "no gain at all" has p 0.035).
+            # A gain over a bar at or above 0 implies a gain: PASS also needs the exact one-sided
+            # test of "the candidate is no better" to reject at the interval's own level.
+            gain_p = exact_gain_p(broken, fixed)
+            if gain_p > (1.0 - confidence) / 2.0:
+                outcome = INCONCLUSIVE
 
     return Uplift(baseline=base_mean, candidate=cand_mean, uplift=uplift, low=float(low), high=float(high),
                   threshold=float(threshold), relative=bool(relative), outcome=outcome, n=n,
                   mcnemar_p=mcnemar_p, discordant=discordant, seed=int(seed), resamples=resamples,
-                  low_mc_se=low_se, high_mc_se=high_se, unit_sd=unit_sd(cand, base, relative))
+                  low_mc_se=low_se, high_mc_se=high_se, unit_sd=unit_sd(cand, base, relative),
+                  exact_gain_p=gain_p)
 
 
 def paired_cells(p0: float, p1: float, phi: float) -> tuple[float, float, float, float]:
