@@ -97,7 +97,7 @@ def decide(gates: Iterable[GateResult], *, status: str = "complete") -> Decision
     if rule.outcome == FAIL:
         return made(KEEP_PROMPTING, rule, "the candidate does not clear the five-percent rule")
     if rule.outcome == INCONCLUSIVE:
-        return made(INCONCLUSIVE_VERDICT, rule, "the five-percent rule's interval straddles its bar"
+        return made(INCONCLUSIVE_VERDICT, rule, "the five-percent rule is INCONCLUSIVE: the candidate is not shown to clear its bar"
                     + (" (allowed by the spec, so CI goes on)" if allowed(rule) else ""))
     others = sorted((g for g in gates if g.gate != FIVE_PERCENT_RULE and g.outcome not in (PASS, SKIP)),
                     key=lambda g: GATES.index(g.gate) if g.gate in GATES else len(GATES))

@@ -170,7 +170,7 @@ def recommend(gates: list[GateResult], approaches: list[dict], task: str | None,
                     f"rows already judged make the next verdict a second look")
         else:
             more = "no test split of a practical size would settle it at this per-row spread"
-        return Recommendation(MORE_DATA, found.verdict, reasons + [f"the interval straddles the bar: {more}"]
+        return Recommendation(MORE_DATA, found.verdict, reasons + [f"not shown to clear the bar: {more}"]
                               + costs())
 
     reasons += costs()
