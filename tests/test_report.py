@@ -348,3 +348,16 @@ def test_the_report_says_whether_a_prompt_could_do_better(tmp_path):
 
 def test_no_ceiling_section_without_label_scores(reports):
     assert 'id="ceiling"' not in reports["sarcasm"]
+
+
+def test_the_headline_says_when_the_exact_test_held_a_pass_back():
+    from harness.judge.decision import decide
+    from harness.judge.outcomes import GateResult
+    from harness.report.summary import headline
+
+    rule = GateResult("five_percent_rule", "INCONCLUSIVE", "", {"exact_gain_p": 0.035, "discordant": [1, 7]})
+    summary = {"threshold": 0.005, "relative": False, "key": "exact_match", "baseline": "retrieval", "uplift": 0.06,
+               "low": 0.01, "high": 0.12, "confidence": 0.95}
+    text = headline(summary, decide([rule]))
+    assert "clears the 0.5-point bar, but it rests on 8 rows where the two answers differ" in text
+    assert "straddles" not in text

@@ -133,6 +133,10 @@ def headline(summary: dict, found: decision.Decision) -> str:
     if deciding is rule and rule.outcome == FAIL:
         return (f"The fine-tuned candidate does not beat the best prompt baseline ({base}) by the {bar} bar: "
                 f"uplift {uplift}{interval}. Prompting is good enough.")
+    if deciding is rule and rule.details.get("exact_gain_p") is not None:
+        return (f"The uplift over {base} is {uplift}{interval}, an interval that clears the {bar} bar, but it "
+                f"rests on {sum(rule.details.get('discordant') or ())} rows where the two answers differ, and "
+                f"the exact test on them does not confirm any gain: too few to decide.{allowed}")
     if deciding is rule:
         return (f"The uplift over {base} is {uplift}{interval}, an interval that straddles the {bar} bar: "
                 f"the test split is too small to decide either way.{allowed}")
