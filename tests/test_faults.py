@@ -264,6 +264,8 @@ experiment = Experiment(
     name="par{i}", data="data.jsonl", model={model!r}, split=(24, 8, 16),
     baselines=[baselines.zero_shot("system.md")], regression=None,
     underpowered="warn", candidate=QLoRA(r=4, alpha=8, learning_rate=3e-2, epochs=1, batch_size=8, warmup_ratio=0.0),
+    # on 16 test rows the rule's verdict hinges on a few rows; this test is about the store
+    allow_inconclusive=("five_percent_rule",),
 )
 
 
@@ -310,7 +312,8 @@ def test_parallel_workers_and_a_report_built_meanwhile_lose_nothing(
     out = result.stdout.str() + result.stderr.str()
     assert result.ret == 0, out[-4000:]
     assert not LOCK_ERRORS.search(out), out[-4000:]
-    result.assert_outcomes(passed=4 * 4)  # per spec file: three gate items and the user test
+    outcomes = result.parseoutcomes()  # per spec file: three gate items and the user test
+    assert outcomes.get("failed", 0) == 0 and outcomes.get("passed", 0) + outcomes.get("xfailed", 0) == 4 * 4, outcomes
     store = Store(store_path)
     runs = store.runs()
     assert sorted(r["experiment"] for r in runs) == ["par0", "par1", "par2", "par3"]  # each exactly once
