@@ -28,7 +28,6 @@ from harness.judge.outcomes import FAIL, FIVE_PERCENT_RULE, GATES, INCONCLUSIVE,
 
 FINE_TUNE, KEEP_PROMPTING, INCONCLUSIVE_VERDICT = "Fine-tune", "Keep prompting", "Inconclusive"
 RUN_FAILED, RUNNING = "Run failed", "Running"
-VERDICTS = (FINE_TUNE, KEEP_PROMPTING, INCONCLUSIVE_VERDICT)
 
 # How a gate shows in pytest's own outcome.
 ITEM_PASSED, ITEM_SKIPPED, ITEM_XFAILED, ITEM_FAILED = "passed", "skipped", "xfailed", "failed"

@@ -212,9 +212,9 @@ def _mc_se(boot: np.ndarray, qs) -> list[float]:
     if len(batches) < 2:
         return [math.nan for _ in qs]
     per_batch = np.array([_quantiles(b, qs) for b in batches], dtype=float)
-    with np.errstate(invalid="ignore"):
-        spread = np.nanstd(per_batch, axis=0, ddof=1) if np.all(np.isfinite(per_batch)) else \
-            np.full(len(qs), math.inf)
+    if not np.all(np.isfinite(per_batch)):  # an unbounded ratio: no finite error to report
+        return [math.inf for _ in qs]
+    spread = np.std(per_batch, axis=0, ddof=1)
     return [float(v / math.sqrt(len(batches))) for v in spread]
 
 
