@@ -102,28 +102,27 @@ def _trials(args) -> int:
         print("no sweep trials recorded" + (f" for {args.experiment!r}" if args.experiment else ""))
         return 0
     for t in trials:
-        params = describe(t["params"] or {}, sep=" ")
-        value = f"{t['key_metric']} {t['value']:.4f}" if t["value"] is not None else "-"
-        seconds = f"{t['seconds']:.0f}s" if t["seconds"] is not None else "-"
-        print(f"{t['study']}  #{t['number']:<3} {t['state']:<8} {value:<18} {t['steps'] or 0:>5} steps {seconds:>7}  "
-              f"{params}" + (f"  ({t['error']})" if t["error"] else ""))
+        params = describe(t.params, sep=" ")
+        value = f"{t.key_metric} {t.value:.4f}" if t.value is not None else "-"
+        seconds = f"{t.seconds:.0f}s" if t.seconds is not None else "-"
+        print(f"{t.study}  #{t.number:<3} {t.state:<8} {value:<18} {t.steps or 0:>5} steps {seconds:>7}  "
+              f"{params}" + (f"  ({t.error})" if t.error else ""))
     return 0
 
 
 def _runs(args) -> int:
     store = _open(args.store)
-    runs = store.runs(args.experiment)
+    runs = store.stored_runs(args.experiment)
     if not runs:
         print("no runs recorded" + (f" for {args.experiment!r}" if args.experiment else ""))
         return 0
     from harness.judge import decision
 
-    for run in runs:
-        gates = store.gates(run["run_id"])
-        verdict = decision.decide(gates, status=run["status"]).verdict
+    for stored in runs:
+        run, gates = stored.run, stored.gates
+        verdict = decision.decide(gates, status=run.status).verdict
         outcomes = " ".join(f"{g.gate}={g.outcome}" + ("(allowed)" if decision.allowed(g) else "") for g in gates)
-        print(f"{run['run_id']}  {run['experiment']:<20} {run['status']:<9} {verdict:<15} "
-              f"{outcomes or run.get('error') or ''}")
+        print(f"{run.run_id}  {run.experiment:<20} {run.status:<9} {verdict:<15} {outcomes or run.error or ''}")
     return 0
 
 

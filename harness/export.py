@@ -43,6 +43,7 @@ from harness.errors import HarnessError
 from harness.files import adapter_sha256
 from harness.judge import decision
 from harness.judge.outcomes import PASS, SKIP
+from harness.store.record import ApproachRecord, Run, StoredRun
 
 RECORD = "harness-export.json"
 # Largest last-position logit difference accepted between the merged model and base +
@@ -84,26 +85,25 @@ def _short(text: str, limit: int = 160) -> str:
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
-def find_candidate(store, experiment: str) -> tuple[dict, dict]:
-    """(run, candidate approaches row) of the latest complete run that trained a candidate."""
-    runs = store.runs(experiment, "complete")
+def find_candidate(store, experiment: str) -> tuple[StoredRun, ApproachRecord]:
+    """(the run, its candidate) of the latest complete run that trained a candidate."""
+    runs = store.stored_runs(experiment, "complete")
     if not runs:
         if store.runs(experiment):
             raise HarnessError(f"{experiment}: no complete run in {store.path} (see `harness runs {experiment}`); "
                                f"run `pytest` on its spec again")
-        known = sorted({r["experiment"] for r in store.runs()})
+        known = sorted({r.experiment for r in store.runs()})
         raise HarnessError(f"no runs of experiment {experiment!r} in {store.path}"
                            + (f" (it has: {', '.join(known)})" if known else "")
                            + "; run `pytest experiments/` first or pass --store PATH")
-    for run in reversed(runs):
-        for row in store.rows("approaches", run["run_id"], kind="candidate"):
-            if row.get("adapter_path"):
-                return run, row
-    raise HarnessError(f"{experiment}: no complete run trained a candidate (latest: {runs[-1]['run_id']}, baselines "
+    for stored in reversed(runs):
+        if stored.candidate is not None and stored.candidate.adapter_path:
+            return stored, stored.candidate
+    raise HarnessError(f"{experiment}: no complete run trained a candidate (latest: {runs[-1].run.run_id}, baselines "
                        f"only); add candidate=QLoRA(...) to the spec and run it")
 
 
-def _prompts(run: dict, candidate: dict, rows: list[dict], root: Path) -> tuple[list[list[dict]], str]:
+def _prompts(run: Run, candidate: ApproachRecord, rows: list[dict], root: Path) -> tuple[list[list[dict]], str]:
     """The candidate's chat messages for stored prediction rows.
 
     Rebuilt exactly from the run's data file when it is still there (rows matched by their
@@ -114,9 +114,9 @@ def _prompts(run: dict, candidate: dict, rows: list[dict], root: Path) -> tuple[
     from harness import data
     from harness.prompting import prompts
 
-    system = _system_prompt(candidate.get("config") or {}, root)
+    system = _system_prompt(candidate.config, root)
     by_key = {}
-    data_path = run.get("data_path")
+    data_path = run.data_path
     if data_path and (root / data_path).is_file():
         try:
             by_key = {s.key: s for s in data.load(root / data_path).samples}
@@ -130,13 +130,13 @@ def _prompts(run: dict, candidate: dict, rows: list[dict], root: Path) -> tuple[
 
 def _system_prompt(config: dict, root: Path) -> str | None:
     """The candidate's system prompt as the run used it: its text, stored with the run (beside
-    `system_prompt_file`). A run recorded before the text was stored kept only the file's path
-    under `system_prompt`; that file is read now, as it is today."""
-    if "system_prompt_file" in config:
-        return config.get("system_prompt")
-    legacy_path = config.get("system_prompt")
-    if legacy_path and (root / legacy_path).is_file():
-        return (root / legacy_path).read_text(encoding="utf-8").strip()
+    `system_prompt_file`). A run recorded before the text was stored has only the file's path;
+    that file is read now, as it is today."""
+    if config.get("system_prompt") is not None:
+        return config["system_prompt"]
+    path = config.get("system_prompt_file")
+    if path and (root / path).is_file():
+        return (root / path).read_text(encoding="utf-8").strip()
     return None
 
 
@@ -248,75 +248,122 @@ def export(store, experiment: str, out_dir: str | Path, *, force: bool = False, 
         declares ("original"); float32 for the embedded SmolLM2 on CPU.
     base: "dequantized" (the NF4 weights the adapter was trained on) or "original"; see above.
     """
-    import torch
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM
-
     from harness import models
 
     root, out = Path(root), Path(out_dir).expanduser().absolute()
-    run, candidate = find_candidate(store, experiment)
-    run_id = run["run_id"]
-    gates = store.gates(run_id)
-    found = decision.decide(gates)
-    failed = [] if found.exportable else [g for g in gates if g.outcome not in (PASS, SKIP)]
-    if not found.exportable and not force:
-        listed = "; ".join(f"{g.gate} {g.outcome}{' (allowed by the spec)' if decision.allowed(g) else ''}: "
-                           f"{_short(g.message)}" for g in failed)
-        raise HarnessError(f"{experiment}: run {run_id}'s verdict is {found.verdict}, not {decision.FINE_TUNE} "
-                           f"({listed}); export refused; pass --force to export it anyway")
+    stored, candidate, failed = _gated_winner(store, experiment, force)
     _check_out_dir(out)
-
-    adapter_path = candidate["adapter_path"]
-    if not (Path(adapter_path) / "adapter_config.json").is_file():
-        raise HarnessError(f"{experiment}: the adapter of run {run_id} is gone from {adapter_path}; "
-                           f"run the experiment again to retrain it")
-    found_sha = adapter_sha256(adapter_path)
-    if candidate.get("adapter_sha256") and found_sha != candidate["adapter_sha256"]:
-        raise HarnessError(f"{experiment}: adapter {adapter_path} changed since run {run_id} (sha256 "
-                           f"{found_sha[:12]}, recorded {candidate['adapter_sha256'][:12]}); run the experiment "
-                           f"again to evaluate what would be exported")
-    resolved = models.resolve(run["model"])
-    if run.get("model_sha256") and resolved.sha256 != run["model_sha256"]:
-        raise HarnessError(f"{experiment}: base model {run['model']} now has weights sha256 {resolved.sha256[:12]}, "
-                           f"but run {run_id} trained on {run['model_sha256'][:12]}; run the experiment again")
-    trust = bool((run.get("config") or {}).get("trust_remote_code", False))
-    task = run.get("task") or "classification"
-
-    preds = store.rows("predictions", run_id, approach=candidate["approach"], split="test") or \
-        store.rows("predictions", run_id, approach=candidate["approach"])
-    if not preds:
-        raise HarnessError(f"{experiment}: run {run_id} stored no candidate predictions to check the export on")
-    step = max(1, len(preds) // max(1, sample))
-    picked = preds[::step][:sample]  # spread over the split, deterministic
-    messages, prompts_from = _prompts(run, candidate, picked, root)
-    everything = store.rows("predictions", run_id)
-    labels = sorted({p["reference"].strip() for p in everything if p["reference"] is not None}
-                    | {p["prediction"].strip() for p in everything if p["prediction"] is not None})
+    resolved, adapter_sha = _unchanged_inputs(experiment, stored.run, candidate)
+    rows = _check_rows(store, stored.run, candidate, sample, root)
     if base not in BASES:
         raise HarnessError(f"base must be one of {', '.join(BASES)} (got {base!r})")
     dtype = dtype or (_dtype_name(models.compute_dtype()) if base == "dequantized"
                       else _checkpoint_dtype(resolved.path))
     if dtype not in TOLERANCE:
         raise HarnessError(f"dtype must be one of {', '.join(TOLERANCE)} (got {dtype!r})")
+    if failed:
+        log(f"{experiment}: exporting run {stored.run.run_id} despite failed gates "
+            f"({', '.join(g.gate for g in failed)}): --force")
+    result = _merge_check_and_save(stored, candidate, resolved, adapter_sha, rows, out, base, dtype, failed, log)
+    if result.agreement_with_4bit is not None and result.agreement_with_4bit < 0.9 * result.rows:
+        log(f"{experiment}: warning: the export agrees with the evaluated 4-bit candidate on only "
+            f"{result.agreement_with_4bit} of {result.rows} test rows"
+            + ("; export with base='dequantized' to ship the model the gates passed" if base == "original" else ""))
+    log(f"{experiment}: exported to {out}: max logit difference {result.max_abs_logit_diff:.2g} (tolerance "
+        f"{result.tolerance:g}), {result.predictions_equal}/{result.rows} predictions equal to base + adapter"
+        + (f", {result.agreement_with_4bit}/{result.rows} equal to the evaluated 4-bit candidate"
+           if result.agreement_with_4bit is not None else ""))
+    return result
 
+
+def _gated_winner(store, experiment: str, force: bool) -> tuple[StoredRun, ApproachRecord, list]:
+    """(the run, its candidate, the gates that did not pass): the latest run that trained a
+    candidate, refused unless `judge.decision` says it may be exported or `force` is given."""
+    stored, candidate = find_candidate(store, experiment)
+    found = decision.decide(stored.gates)
+    failed = [] if found.exportable else [g for g in stored.gates if g.outcome not in (PASS, SKIP)]
+    if not found.exportable and not force:
+        listed = "; ".join(f"{g.gate} {g.outcome}{' (allowed by the spec)' if decision.allowed(g) else ''}: "
+                           f"{_short(g.message)}" for g in failed)
+        raise HarnessError(f"{experiment}: run {stored.run.run_id}'s verdict is {found.verdict}, not "
+                           f"{decision.FINE_TUNE} ({listed}); export refused; pass --force to export it anyway")
+    return stored, candidate, failed
+
+
+def _unchanged_inputs(experiment: str, run: Run, candidate: ApproachRecord):
+    """(the resolved base model, the adapter's sha256), refusing an adapter or base weights that
+    are gone or changed since the run evaluated them."""
+    from harness import models
+
+    adapter_path = candidate.adapter_path
+    if not (Path(adapter_path) / "adapter_config.json").is_file():
+        raise HarnessError(f"{experiment}: the adapter of run {run.run_id} is gone from {adapter_path}; "
+                           f"run the experiment again to retrain it")
+    found_sha = adapter_sha256(adapter_path)
+    if candidate.adapter_sha256 and found_sha != candidate.adapter_sha256:
+        raise HarnessError(f"{experiment}: adapter {adapter_path} changed since run {run.run_id} (sha256 "
+                           f"{found_sha[:12]}, recorded {candidate.adapter_sha256[:12]}); run the experiment "
+                           f"again to evaluate what would be exported")
+    resolved = models.resolve(run.model)
+    if run.model_sha256 and resolved.sha256 != run.model_sha256:
+        raise HarnessError(f"{experiment}: base model {run.model} now has weights sha256 {resolved.sha256[:12]}, "
+                           f"but run {run.run_id} trained on {run.model_sha256[:12]}; run the experiment again")
+    return resolved, found_sha
+
+
+@dataclass
+class _CheckRows:
+    """The test rows the merged model is checked on: stored predictions, their chat messages
+    (and where those came from: "data" or "input"), and the label set to score."""
+
+    picked: list[dict]
+    messages: list[list[dict]]
+    prompts_from: str
+    labels: list[str]
+
+
+def _check_rows(store, run: Run, candidate: ApproachRecord, sample: int, root: Path) -> _CheckRows:
+    preds = store.rows("predictions", run.run_id, approach=candidate.name, split="test") or \
+        store.rows("predictions", run.run_id, approach=candidate.name)
+    if not preds:
+        raise HarnessError(f"{run.experiment}: run {run.run_id} stored no candidate predictions to check the "
+                           f"export on")
+    step = max(1, len(preds) // max(1, sample))
+    picked = preds[::step][:sample]  # spread over the split, deterministic
+    messages, prompts_from = _prompts(run, candidate, picked, root)
+    everything = store.rows("predictions", run.run_id)
+    labels = sorted({p["reference"].strip() for p in everything if p["reference"] is not None}
+                    | {p["prediction"].strip() for p in everything if p["prediction"] is not None})
+    return _CheckRows(picked, messages, prompts_from, labels)
+
+
+def _merge_check_and_save(stored: StoredRun, candidate: ApproachRecord, resolved, adapter_sha: str,
+                          rows: _CheckRows, out: Path, base: str, dtype: str, failed: list,
+                          log: Callable[[str], None]) -> ExportResult:
+    """Merge base + adapter, save it under a temporary name, reload it with plain transformers,
+    compare its outputs with base + adapter on the check rows, and only then move it into place."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from harness import models
     from harness.scoring import batched as scoring
 
+    run, experiment, adapter_path = stored.run, stored.run.experiment, candidate.adapter_path
+    trust = bool(run.config.get("trust_remote_code", False))
+    task = run.task or "classification"
     tokenizer = models.load_tokenizer(resolved, trust_remote_code=trust)
     tokenizer.padding_side = "left"
-    rendered = [scoring.render(tokenizer, m) for m in messages]
-    longest = max((len(tokenizer(p["reference"] or "", add_special_tokens=False)["input_ids"]) for p in picked),
+    rendered = [scoring.render(tokenizer, m) for m in rows.messages]
+    longest = max((len(tokenizer(p["reference"] or "", add_special_tokens=False)["input_ids"]) for p in rows.picked),
                   default=8)
     max_new = min(MAX_NEW_TOKENS, longest + 8)
     device = models.device()
 
-    if failed:
-        log(f"{experiment}: exporting run {run_id} despite failed gates ({', '.join(g.gate for g in failed)}): "
-            f"--force")
-    log(f"{experiment}: loading {run['model']} ({base} weights, {dtype}) with adapter {adapter_path} (run {run_id})")
+    log(f"{experiment}: loading {run.model} ({base} weights, {dtype}) with adapter {adapter_path} (run {run.run_id})")
     base_model = _load_base(resolved, base, dtype, trust, device)
     peft_model = PeftModel.from_pretrained(base_model, adapter_path).eval()
-    reference = _outputs(peft_model, tokenizer, rendered, task, labels, max_new)
+    reference = _outputs(peft_model, tokenizer, rendered, task, rows.labels, max_new)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
@@ -329,48 +376,46 @@ def export(store, experiment: str, out_dir: str | Path, *, force: bool = False, 
         # The check loads the folder as any user would: plain transformers, no peft, no harness.
         reloaded = AutoModelForCausalLM.from_pretrained(tmp, dtype="auto", use_safetensors=True,
                                                         trust_remote_code=trust, device_map={"": device}).eval()
-        got = _outputs(reloaded, tokenizer, rendered, task, labels, max_new)
+        got = _outputs(reloaded, tokenizer, rendered, task, rows.labels, max_new)
         del reloaded
+        n = len(rows.picked)
         diff = float((got["last"] - reference["last"]).abs().max())
         positions = sum(len(a) for a in reference["argmax"])
         agreeing = sum(int((a == b).sum()) for a, b in zip(reference["argmax"], got["argmax"]))
         equal = sum(a == b for a, b in zip(reference["predictions"], got["predictions"]))
         tolerance = TOLERANCE[dtype]
-        if diff > tolerance or equal < len(picked):
-            raise HarnessError(f"{experiment}: the merged model does not match base + adapter on {len(picked)} test "
+        if diff > tolerance or equal < n:
+            raise HarnessError(f"{experiment}: the merged model does not match base + adapter on {n} test "
                                f"rows (max logit difference {diff:.3g}, tolerance {tolerance:g}; {equal} of "
-                               f"{len(picked)} predictions equal); nothing was written to {out}")
+                               f"{n} predictions equal); nothing was written to {out}")
         with_4bit = None
-        if prompts_from == "data":
-            with_4bit = sum(p.strip() == (row["prediction"] or "").strip()
-                            for p, row in zip(got["predictions"], picked))
+        if rows.prompts_from == "data":
+            with_4bit = sum(p.strip() == (row["prediction"] or "").strip() for p, row in zip(got["predictions"],
+                                                                                          rows.picked))
         result = ExportResult(
-            out_dir=str(out), experiment=experiment, run_id=run_id, model=run["model"], base_sha256=resolved.sha256,
-            adapter_path=adapter_path, adapter_sha256=found_sha, merged_sha256=adapter_sha256(tmp), dtype=dtype,
-            base=base, rows=len(picked), prompts_from=prompts_from, max_abs_logit_diff=diff, tolerance=tolerance,
+            out_dir=str(out), experiment=experiment, run_id=run.run_id, model=run.model, base_sha256=resolved.sha256,
+            adapter_path=adapter_path, adapter_sha256=adapter_sha, merged_sha256=adapter_sha256(tmp), dtype=dtype,
+            base=base, rows=n, prompts_from=rows.prompts_from, max_abs_logit_diff=diff, tolerance=tolerance,
             token_argmax_agreement=agreeing / positions if positions else 1.0, predictions_equal=equal,
             agreement_with_4bit=with_4bit, forced=bool(failed), failed_gates=[g.gate for g in failed])
-        import importlib.metadata as md
-
-        versions = {}
-        for lib in ("harness", "torch", "transformers", "peft"):
-            try:
-                versions[lib] = md.version(lib)
-            except md.PackageNotFoundError:
-                pass
         record = {**result.to_dict(), "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                  "task": task, "key_metric": run.get("key_metric"), "gates": {g.gate: g.outcome for g in gates},
-                  "versions": versions, "torch_device": device, "torch_version": torch.__version__}
+                  "task": task, "key_metric": run.key_metric, "gates": {g.gate: g.outcome for g in stored.gates},
+                  "versions": _versions(), "torch_device": device, "torch_version": torch.__version__}
         (tmp / RECORD).write_text(json.dumps(record, indent=2) + "\n")
         _move_into_place(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    if with_4bit is not None and with_4bit < 0.9 * len(picked):
-        log(f"{experiment}: warning: the export agrees with the evaluated 4-bit candidate on only {with_4bit} of "
-            f"{len(picked)} test rows" + ("; export with base='dequantized' to ship the model the gates passed"
-                                          if base == "original" else ""))
-    log(f"{experiment}: exported to {out}: max logit difference {diff:.2g} (tolerance {tolerance:g}), "
-        f"{equal}/{len(picked)} predictions equal to base + adapter"
-        + (f", {with_4bit}/{len(picked)} equal to the evaluated 4-bit candidate" if with_4bit is not None else ""))
     return result
+
+
+def _versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    versions = {}
+    for lib in ("harness", "torch", "transformers", "peft"):
+        try:
+            versions[lib] = md.version(lib)
+        except md.PackageNotFoundError:
+            pass
+    return versions

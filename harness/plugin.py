@@ -259,17 +259,18 @@ def _cost_summary(terminalreporter, config, state) -> None:
     from harness.judge import recommendation
 
     for name in dict.fromkeys(v["experiment"] for v in state.verdicts):
-        run = state.store.latest_run(name)
-        if run is None:
+        complete = state.store.stored_runs(name, "complete")
+        if not complete:
             continue
-        found = decision.decide(state.store.gates(run["run_id"]))
+        stored = complete[-1]
+        found = decision.decide(stored.gates)
         terminalreporter.write_line(f"{name}: verdict: {found.verdict} ({found.reason})")
         planned = found.rule.details.get("planned") if found.rule is not None else None
         if planned:
             terminalreporter.write_line(f"{name}:   before training: {power.PowerStatement(**planned).text()}")
         for gate in found.allowed:
             terminalreporter.write_line(f"{name}:   CI goes on: {decision.policy_note(gate)}")
-        view, recommended = recommendation.for_run(state.store, run,
+        view, recommended = recommendation.for_run(stored,
                                                    gpu_hour_price=config.getoption("--harness-gpu-hour-price"),
                                                    calls=config.getoption("--harness-calls"))
         for line in recommendation.format_summary(view, recommended):

@@ -2,6 +2,7 @@
 the tables of docs/statistics.md (markdown).
 
     .venv/bin/python scripts/simulate_gates.py [--draws 4000]
+    .venv/bin/python scripts/simulate_gates.py --looks [--draws 4000]   # only the table of repeated looks
 
 Every number comes from `harness.judge.stats.simulate` (synthetic paired 0/1 rows with a known
 truth, judged by `paired_uplift` exactly as the gates judge them) or from the gates themselves;
@@ -17,23 +18,44 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from harness.judge import gates, power, stats  # noqa: E402
+from harness.judge import gates, looks, power, stats  # noqa: E402
 
 
 def pct(x: float) -> str:
     return f"{x * 100:.1f}"
 
 
+def looks_table(draws: int, resamples: int) -> None:
+    """False PASS at the bar after 1, 2 and 5 looks at nested test splits (200, 400, ... rows, each a
+    superset of the last, the same candidate re-judged): naive re-gating vs the ledger's alpha / looks."""
+    sizes = (200, 400, 600, 800, 1000)
+    print("### Repeated looks at nested test splits (true uplift exactly +5%; base 0.645, phi 0)\n")
+    print(f"Look k judges the first {', '.join(map(str, sizes))} rows: a superset of the last look's.\n")
+    print("| looks | rows judged | naive false PASS % | ledger, looks=k declared | ledger, looks=5 declared |")
+    print("| ---: | --- | ---: | ---: | ---: |")
+    five = looks.simulate(0.05, sizes=sizes, draws=draws, budget=5, resamples=resamples, seed=11)
+    for k in (1, 2, 5):
+        declared = five if k == 5 else looks.simulate(0.05, sizes=sizes, draws=draws, budget=k,
+                                                      resamples=resamples, seed=11)  # the same draws
+        print(f"| {k} | {', '.join(map(str, sizes[:k]))} | {pct(five['naive'][k - 1])} | "
+              f"{pct(declared['ledger'][k - 1])} | {pct(five['ledger'][k - 1])} |")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--draws", type=int, default=4000, help="synthetic experiments per cell")
     parser.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples per experiment")
+    parser.add_argument("--looks", action="store_true", help="print only the table of repeated looks")
     args = parser.parse_args()
     draws, resamples = args.draws, args.resamples
     started = time.perf_counter()
     se = 3 * math.sqrt(0.025 * 0.975 / draws) * 100
     print(f"{draws:,} draws per cell, {resamples:,} resamples each; the Monte Carlo band (3 SE) of a 2.5% rate "
           f"is +/-{se:.2f} points.\n")
+    if args.looks:
+        looks_table(draws, resamples)
+        print(f"\n({time.perf_counter() - started:.0f} s)")
+        return 0
 
     print("### The five-percent rule at the boundary (true uplift exactly +5%)\n")
     print("| base | phi | test rows | false PASS % | false FAIL % |")
@@ -97,6 +119,9 @@ def main() -> int:
                       resamples=resamples)
         none, margin, loss = (stats.simulate(d, seed=4, **kwargs) for d in (0.0, -0.02, -0.05))
         print(f"| {n} | {pct(none['PASS'])} | {pct(margin['PASS'])} | {pct(loss['FAIL'])} |")
+
+    print()
+    looks_table(draws, resamples)
 
     print(f"\n({time.perf_counter() - started:.0f} s)")
     return 0

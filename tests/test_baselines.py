@@ -180,23 +180,23 @@ def test_a_run_stores_every_baseline_and_twin_and_picks_the_best_on_val(tmp_path
              "few_shot_k2_nearest", "few_shot_k2_nearest+calibrated"]
     assert list(result.baselines) == names
     run_id = result.run_id
-    stored = {a["approach"]: a for a in store.rows("approaches", run_id)}
+    stored = {a.name: a for a in store.approaches(run_id)}
     assert sorted(stored) == sorted(names)
     metrics = {(m["approach"], m["split"]) for m in store.rows("metrics", run_id) if m["metric"] == "accuracy"}
     assert metrics == {(n, split) for n in names for split in ("val", "test")}
     for n in names:
-        config = stored[n]["config"]
+        config = stored[n].config
         assert config["calibrated"] == ("contextual" if n.endswith("+calibrated") else "batch"
                                         if n.endswith("+batch_calibrated") else None)
         assert config["strategy"] in ("random", "balanced", "nearest") and "k" in config and "system_prompt" in config
         if config["calibrated"] == "contextual":
             assert config["content_free_inputs"] == ["N/A", "", "[MASK]"]
             assert sum(config["content_free_probs"].values()) == pytest.approx(1)
-    balanced = stored["few_shot_k2_balanced+calibrated"]["config"]
+    balanced = stored["few_shot_k2_balanced+calibrated"].config
     assert sorted(answer for _, answer in balanced["shots"]) == ["0", "1"]
     assert balanced["content_free_prompts"] == 3  # one fixed prompt: measured once, reused on val and test
-    assert stored["few_shot_k2_nearest"]["config"]["shots"] == "per input"
-    assert stored["few_shot_k2_nearest+calibrated"]["config"]["content_free_prompts"] > 3  # one set per input
+    assert stored["few_shot_k2_nearest"].config["shots"] == "per input"
+    assert stored["few_shot_k2_nearest+calibrated"].config["content_free_prompts"] > 3  # one set per input
     # the twin re-ranks its baseline's own label scores (read back from the output cache,
     # which must hold them all: the loader refuses) by the formula, with its stored p_cf
     plain, twin = result.baselines["a/zero_shot"], result.baselines["a/zero_shot+calibrated"]
@@ -207,14 +207,14 @@ def test_a_run_stores_every_baseline_and_twin_and_picks_the_best_on_val(tmp_path
     rendered = [scoring.render(tokenizer, prompts.baseline_messages(_row(r["input"]), system, [])) for r in rows]
     scored, computed = cache.cached_score(store, f"{resolve(str(tiny_model_dir)).sha256}:nf4", _no_model,
                                           None, rendered, {"labels": ["0", "1"]})
-    p_cf = stored["a/zero_shot+calibrated"]["config"]["content_free_probs"]
+    p_cf = stored["a/zero_shot+calibrated"].config["content_free_probs"]
     assert computed == 0 and twin.predictions["test"] == [calibration.predict(lp, p_cf) for lp in scored.label_logprobs]
     assert plain.predictions["test"] == [max(lp, key=lp.get) for lp in scored.label_logprobs]
     # the batch twin re-ranks the same label scores against the mean label probability over the
     # val inputs, measured there and frozen for test; it costs no prompt
     batch = result.baselines["a/zero_shot+batch_calibrated"]
-    prior = stored["a/zero_shot+batch_calibrated"]["config"]["batch_prior"]
-    assert stored["a/zero_shot+batch_calibrated"]["config"]["prior_from"] == "8 val inputs"
+    prior = stored["a/zero_shot+batch_calibrated"].config["batch_prior"]
+    assert stored["a/zero_shot+batch_calibrated"].config["prior_from"] == "8 val inputs"
     assert batch.prompt_token_counts == plain.prompt_token_counts
     assert batch.predictions["test"] == [calibration.predict(lp, prior) for lp in scored.label_logprobs]
     val_rows = store.rows("predictions", run_id, approach="a/zero_shot", split="val")

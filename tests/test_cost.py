@@ -3,9 +3,19 @@ import pytest
 from harness.errors import HarnessError
 from harness.judge import gates, pricing, recommendation
 from harness.judge.outcomes import GateResult
+from harness.store.record import ApproachRecord
 
 
-def approaches(candidate_ms=18.0, train_seconds=3600.0, total_params=None):
+def approaches(**kwargs) -> list[ApproachRecord]:
+    """The approaches as the store gives them back (approach_rows as written)."""
+    return [record(r) for r in approach_rows(**kwargs)]
+
+
+def record(row: dict) -> ApproachRecord:
+    return ApproachRecord.from_row({"run_id": "r", **row})
+
+
+def approach_rows(candidate_ms=18.0, train_seconds=3600.0, total_params=None) -> list[dict]:
     config = {"total_params": total_params} if total_params else {}
     return [
         {"approach": "zero_shot", "kind": "baseline", "prompt_tokens": 100.0, "latency_p50_ms": 36.0},
@@ -134,7 +144,7 @@ def test_use_retrieval_for_a_knowledge_task_the_fine_tune_did_not_crack():
     # retrieval already measured as the best baseline, and still not told apart: more data, not "use retrieval"
     measured = gates.five_percent_rule("exact_match", [0.0] * 93 + [1.0] * 7, "retrieval_k3", [0.0] * 99 + [1.0])
     assert measured.outcome == "INCONCLUSIVE"
-    rows = approaches() + [{"approach": "retrieval_k3", "kind": "baseline", "config": {"knowledge": "kb.jsonl"}}]
+    rows = approaches() + [record({"approach": "retrieval_k3", "kind": "baseline", "config": {"knowledge": "kb.jsonl"}})]
     rec = recommendation.recommend([measured], rows, "generation", knowledge_task=True)
     assert rec.action == "collect more data"
     assert "a knowledge task where retrieval was measured (retrieval_k3, 0.010) and did not settle it either" \
@@ -148,20 +158,22 @@ def test_use_retrieval_for_a_knowledge_task_the_fine_tune_did_not_crack():
 
 
 def test_for_run_reads_everything_from_the_store():
+    from dataclasses import replace
+
     from harness.store import RunRecord, Store
 
     store = Store(":memory:")
     run_id = store.start_run("sarcasm", spec_file=None, config={"gpu_hour_price": 2.0, "calls": 1_000_000})
     store.finish_run(run_id, RunRecord(
-        approaches=approaches(), gates=[passing_rule().row(), overfit_pass().row()],
+        approaches=approach_rows(), gates=[passing_rule().row(), overfit_pass().row()],
         run_fields={"task": "classification", "provenance": {"hardware": {"device": "cuda", "gpu": "H100"}}}))
-    run = store.latest_run("sarcasm")
-    view, rec = recommendation.for_run(store, run)
+    [run] = store.stored_runs("sarcasm")
+    view, rec = recommendation.for_run(run)
     assert view.gpu_hour_price == 2.0 and view.calls == 1_000_000 and view.device == "H100"
     assert view.reference == "zero_shot" and view.break_even_calls == pytest.approx(200_000)
     assert rec.action == "fine-tune"
-    cheaper, _ = recommendation.for_run(store, run, gpu_hour_price=4.0, calls=10)  # the command line wins over the spec
+    cheaper, _ = recommendation.for_run(run, gpu_hour_price=4.0, calls=10)  # the command line wins over the spec
     assert cheaper.row("zero_shot").cost_per_million == pytest.approx(40.0) and cheaper.calls == 10
-    none, rec = recommendation.for_run(store, {**run, "config": {}})
+    none, rec = recommendation.for_run(replace(run, run=replace(run.run, config={})))
     assert none is None and rec.action == "fine-tune"
-    assert recommendation.for_run(store, run, knowledge_task=True)[1].reasons[-1].startswith("note: this is a knowledge task")
+    assert recommendation.for_run(run, knowledge_task=True)[1].reasons[-1].startswith("note: this is a knowledge task")

@@ -61,7 +61,7 @@ def stored_run(tmp_path, gates: list[GateResult]):
     metrics = [{"approach": a["approach"], "split": "test", "metric": "accuracy", "value": 0.7} for a in approaches]
     store.finish_run(run_id, RunRecord(approaches=approaches, metrics=metrics, gates=[g.row() for g in gates],
                                        run_fields={"task": "classification", "key_metric": "accuracy"}))
-    return store, store.latest_run("toy")
+    return store, store.stored_runs("toy")[-1]
 
 
 def badge(tmp_path, store) -> tuple[str, str]:
@@ -94,12 +94,12 @@ CASES = [(g, o) for g in ("five_percent_rule", "regression", "overfit", "data_qu
 def test_badge_pytest_outcome_exportability_and_recommendation_agree(tmp_path, varied, outcome):
     gates = gate_set(varied, outcome)
     store, run = stored_run(tmp_path, gates)
-    decided = decision.decide(store.gates(run["run_id"]))
+    decided = decision.decide(run.gates)
     page_badge, index_badge = badge(tmp_path, store)
-    items = [item(g) for g in store.gates(run["run_id"])]
+    items = [item(g) for g in run.gates]
     ci_passed = "failed" not in items
     can_export = exportable(tmp_path, store)
-    _, recommended = recommendation.for_run(store, run)
+    _, recommended = recommendation.for_run(run)
 
     assert page_badge == index_badge == decided.verdict
     assert ci_passed == decided.passed
@@ -132,8 +132,8 @@ EXPECTED = {
 @pytest.mark.parametrize(("case", "expected"), EXPECTED.items(), ids=[f"{g}-{o}" for g, o in EXPECTED])
 def test_the_verdict_ci_outcome_and_action_of_each_case(tmp_path, case, expected):
     store, run = stored_run(tmp_path, gate_set(*case))
-    decided = decision.decide(store.gates(run["run_id"]))
-    _, recommended = recommendation.for_run(store, run)
+    decided = decision.decide(run.gates)
+    _, recommended = recommendation.for_run(run)
     assert (decided.verdict, decided.passed, recommended.action) == expected
 
 

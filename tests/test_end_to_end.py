@@ -59,16 +59,16 @@ experiment = Experiment(
     assert "harness verdicts" in out
     store = Store(pytester.path / ".harness" / "harness.duckdb")
     [run] = store.runs("sarcasm_small")
-    assert run["status"] == "complete", run["error"]
-    assert run["model_sha256"] and len(run["test_sha256"]) == 64
-    approaches = {a["approach"]: a for a in store.rows("approaches", run["run_id"])}
+    assert run.status == "complete", run.error
+    assert run.model_sha256 and len(run.test_sha256) == 64
+    approaches = {a.name: a for a in store.approaches(run.run_id)}
     assert set(approaches) == {"zero_shot", "few_shot_k4", "candidate"}
     # few-shot prompts are longer than zero-shot ones; the candidate's is shortest of all
-    assert approaches["few_shot_k4"]["prompt_tokens"] > approaches["zero_shot"]["prompt_tokens"]
-    curves = store.rows("curves", run["run_id"])
-    assert [c["step"] for c in curves if c["split"] == "val"][0] == 0
-    assert {c["split"] for c in curves} == {"train", "val"}
-    preds = store.rows("predictions", run["run_id"], split="test")
+    assert approaches["few_shot_k4"].prompt_tokens > approaches["zero_shot"].prompt_tokens
+    curves = store.curves(run.run_id)
+    assert [c.step for c in curves if c.split == "val"][0] == 0
+    assert {c.split for c in curves} == {"train", "val"}
+    preds = store.rows("predictions", run.run_id, split="test")
     assert len(preds) == 3 * 64 and all(p["prediction"] in ("0", "1") for p in preds)
-    assert os.path.isfile(approaches["candidate"]["adapter_path"] + "/adapter_model.safetensors")
+    assert os.path.isfile(approaches["candidate"].adapter_path + "/adapter_model.safetensors")
     assert (pytester.path / "reports" / "sarcasm_small.html").is_file()

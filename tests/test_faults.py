@@ -73,11 +73,11 @@ def test_a_torn_write_ahead_log_loses_whole_transactions_only(tmp_path):
     keeper.close()
 
     reopened = Store(copy)
-    runs = {r["run_id"]: r for r in reopened.runs()}
-    assert runs[first]["status"] == "complete"
+    runs = {r.run_id: r for r in reopened.runs()}
+    assert runs[first].status == "complete"
     assert len(reopened.rows("predictions", first)) == 1 and len(reopened.rows("gates", first)) == 1
     if second in runs:  # its start survived, its finish did not
-        assert runs[second]["status"] != "complete"
+        assert runs[second].status != "complete"
     for run_id in runs:
         if reopened.rows("gates", run_id):
             assert reopened.rows("predictions", run_id), "a verdict without its predictions"
@@ -90,14 +90,14 @@ KILLED_RUN = textwrap.dedent("""
     from harness._engine import run_experiment
     from harness.store import Store
 
-    def log(message):
+    def on_event(event):
         # every prediction is made; the verdict and the store's one transaction are next
-        if "candidate accuracy" in message:
+        if event.kind == "approach.scored" and event.fields["approach"] == "candidate":
             os.kill(os.getpid(), signal.SIGKILL)
 
     spec = Experiment(name="killed", data="data.jsonl", model={model!r}, split=(24, 8, 16),
                       baselines=[baselines.zero_shot("s.md")], underpowered="warn", candidate=QLoRA(epochs=1), regression=None)
-    run_experiment(spec, Store("h.duckdb"), root=".", log=log)
+    run_experiment(spec, Store("h.duckdb"), root=".", log=lambda _: None, on_event=on_event)
 """)
 
 
@@ -112,28 +112,28 @@ def test_a_run_killed_after_its_predictions_but_before_its_verdict_is_marked_inc
     assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
 
     store = Store(tmp_path / "h.duckdb")  # the next run opens the store
-    runs = {r["run_id"]: r for r in store.runs("killed")}
-    [killed] = [r for r in runs.values() if r["run_id"] != earlier]
-    assert killed["status"] == "failed" and killed["error"].startswith("incomplete: the process running it")
+    runs = {r.run_id: r for r in store.runs("killed")}
+    [killed] = [r for r in runs.values() if r.run_id != earlier]
+    assert killed.status == "failed" and killed.error.startswith("incomplete: the process running it")
     for table in ("predictions", "metrics", "gates", "approaches", "curves"):
-        assert store.rows(table, killed["run_id"]) == []  # nothing half-written
-    assert runs[earlier]["status"] == "complete" and len(store.rows("gates", earlier)) == 1
+        assert store.rows(table, killed.run_id) == []  # nothing half-written
+    assert runs[earlier].status == "complete" and len(store.rows("gates", earlier)) == 1
 
 
 def test_a_running_run_of_a_live_process_is_left_alone(tmp_path):
     store = Store(tmp_path / "h.duckdb")
     run_id = store.start_run("busy", spec_file=None, config={})
-    assert Store(tmp_path / "h.duckdb").runs("busy")[0]["status"] == "running"  # this process is alive
+    assert Store(tmp_path / "h.duckdb").runs("busy")[0].status == "running"  # this process is alive
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
         with store.connect() as con:  # as if another live process on this host had started it
             con.execute("UPDATE runs SET worker = ? WHERE run_id = ?", [f"{os.uname().nodename}:{sleeper.pid}",
                                                                           run_id])
-        assert Store(tmp_path / "h.duckdb").runs("busy")[0]["status"] == "running"
+        assert Store(tmp_path / "h.duckdb").runs("busy")[0].status == "running"
     finally:
         sleeper.kill()
         sleeper.wait()
-    assert Store(tmp_path / "h.duckdb").runs("busy")[0]["status"] == "failed"  # and once it is gone
+    assert Store(tmp_path / "h.duckdb").runs("busy")[0].status == "failed"  # and once it is gone
 
 
 class _Payload:
@@ -204,11 +204,11 @@ def test_hostile_names_and_outputs_are_bound_as_values_and_kept_byte_for_byte(tm
         store.finish_run(run_id, RunRecord(predictions=[
             {"approach": name, "split": "test", "idx": j, "input": out, "reference": out, "prediction": out}
             for j, out in enumerate(HOSTILE_OUTPUTS)]))
-    assert {r["experiment"] for r in store.runs()} == set(HOSTILE_NAMES)  # and the runs table still exists
+    assert {r.experiment for r in store.runs()} == set(HOSTILE_NAMES)  # and the runs table still exists
     for name in HOSTILE_NAMES:
         [run] = store.runs(name)
-        assert run["spec_file"] == name and run["config"] == {"name": name}
-        assert [p["prediction"] for p in store.rows("predictions", run["run_id"])] == HOSTILE_OUTPUTS
+        assert run.spec_file == name and run.config == {"name": name}
+        assert [p["prediction"] for p in store.rows("predictions", run.run_id)] == HOSTILE_OUTPUTS
     from harness.report import write_reports
 
     pages = write_reports(store, tmp_path / "reports")
@@ -248,11 +248,11 @@ def test_bad_jsonl_in_a_running_experiment_fails_per_line_ingests_nothing_and_re
         run_experiment(spec, store, root=tmp_path, log=lambda _: None)
     assert "\n" not in str(err.value)  # one line
     [run] = store.runs("bad")
-    assert run["status"] == "failed" and "line 7" in run["error"]
-    assert run["data_sha256"] == hashlib.sha256((tmp_path / "data.jsonl").read_bytes()).hexdigest()
+    assert run.status == "failed" and "line 7" in run.error
+    assert run.data_sha256 == hashlib.sha256((tmp_path / "data.jsonl").read_bytes()).hexdigest()
     for table in ("predictions", "metrics", "approaches", "gates"):
-        assert store.rows(table, run["run_id"]) == []  # nothing ingested from a file that fails
-    assert any(c["level"] == "error" and 7 in c["lines"] for c in store.rows("checks", run["run_id"]))
+        assert store.rows(table, run.run_id) == []  # nothing ingested from a file that fails
+    assert any(c["level"] == "error" and 7 in c["lines"] for c in store.rows("checks", run.run_id))
 
 
 # what DuckDB (and a lock wait that gave up) would say
@@ -316,10 +316,10 @@ def test_parallel_workers_and_a_report_built_meanwhile_lose_nothing(
     assert outcomes.get("failed", 0) == 0 and outcomes.get("passed", 0) + outcomes.get("xfailed", 0) == 4 * 4, outcomes
     store = Store(store_path)
     runs = store.runs()
-    assert sorted(r["experiment"] for r in runs) == ["par0", "par1", "par2", "par3"]  # each exactly once
-    assert all(r["status"] == "complete" for r in runs)
+    assert sorted(r.experiment for r in runs) == ["par0", "par1", "par2", "par3"]  # each exactly once
+    assert all(r.status == "complete" for r in runs)
     for run in runs:
-        assert len(store.rows("predictions", run["run_id"], split="test", approach="candidate")) == 16
+        assert len(store.rows("predictions", run.run_id, split="test", approach="candidate")) == 16
     assert reports and all(code == 0 for code, _ in reports), reports[-3:]
     assert not any(LOCK_ERRORS.search(err) for _, err in reports)
 
@@ -355,7 +355,6 @@ def test_training_killed_mid_way_resumes_from_the_last_complete_checkpoint(tmp_p
     """SIGKILL training right after its step-8 checkpoint; plant a half-written step-12 one (as if
     killed while saving). The next attempt skips the broken one, resumes at step 8, and ends
     where an uninterrupted run ends."""
-    import torch
     from safetensors.torch import load_file
     from tiny import write_classification_jsonl
 

@@ -1,10 +1,12 @@
 """The pipeline on the tiny model, called directly (no pytest plugin in between)."""
 import csv
+import re
 
 import pytest
 
 from harness import Experiment, baselines
 from harness._engine import run_experiment
+from harness._engine.events import of
 from harness.store import Store
 
 
@@ -23,8 +25,8 @@ def test_a_csv_with_a_column_mapping_in_the_spec_runs(tmp_path, tiny_model_dir):
     assert result.task == "classification" and result.candidate is None
     assert result.gates["five_percent_rule"].outcome == "SKIP"
     [run] = store.runs("csv")
-    assert run["status"] == "complete"
-    preds = store.rows("predictions", run["run_id"], split="test")
+    assert run.status == "complete"
+    preds = store.rows("predictions", run.run_id, split="test")
     assert len(preds) == 10 and {p["reference"] for p in preds} <= {"0", "1"}
     assert preds[0]["input"].startswith(("area man", "senate bill"))
 
@@ -42,17 +44,17 @@ def test_a_candidate_that_cannot_fit_fails_before_training(tmp_path, tiny_model_
     monkeypatch.setattr(estimate, "available_memory", lambda device="cuda": 64 * 2**20)  # a 64 MiB machine
     spec = Experiment(name="big", data="data.jsonl", model=str(tiny_model_dir), split=(24, 8, 8),
                       baselines=[baselines.zero_shot("s.md")], underpowered="warn", candidate=QLoRA(epochs=1), regression=None)
-    lines = []
+    seen = []
     store = Store(tmp_path / "h.duckdb")
     with pytest.raises(ModelError, match=r"big: not training: QLoRA of .* needs ~0\.\d GiB .* but cpu has 0\.1 GiB"):
-        run_experiment(spec, store, root=tmp_path, log=lines.append)
-    assert not any("step " in line for line in lines)  # nothing trained
-    import re
-
-    tokens = int(re.search(r"batch 8 x (\d+) tokens", store.runs("big")[0]["error"]).group(1))
+        run_experiment(spec, store, root=tmp_path, log=lambda _: None, on_event=seen.append)
+    assert of(seen, "baseline.picked") and of(seen, "power.planned")  # it got as far as the candidate
+    for kind in ("memory.checked", "training.progress", "candidate.trained"):
+        assert not of(seen, kind), kind  # nothing trained
+    tokens = int(re.search(r"batch 8 x (\d+) tokens", store.runs("big")[0].error).group(1))
     assert 15 <= tokens <= 60  # the longest templated train row, not the length of a dict
     [run] = store.runs("big")
-    assert run["status"] == "failed" and "not training" in run["error"]
+    assert run.status == "failed" and "not training" in run.error
 
 
 def test_baselines_are_scored_on_a_base_that_never_carries_the_adapter(tmp_path, tiny_model_dir):
@@ -73,7 +75,7 @@ def test_baselines_are_scored_on_a_base_that_never_carries_the_adapter(tmp_path,
                       underpowered="warn", candidate=QLoRA(r=8, alpha=16, learning_rate=3e-2, epochs=3, warmup_ratio=0.0))
     store = Store(tmp_path / "h.duckdb")
     result = run_experiment(spec, store, root=tmp_path, log=lambda _: None)
-    run_id = store.runs("clean")[0]["run_id"]
+    run_id = store.runs("clean")[0].run_id
     stored = store.rows("predictions", run_id, approach="zero_shot", split="test")
     resolved = ResolvedModel("tiny", str(tiny_model_dir), "x")
     tokenizer = load_tokenizer(resolved)
@@ -105,6 +107,8 @@ def test_perplexity_of_references_and_label_generation_agreement_are_reported(tm
     store = Store(tmp_path / "h.duckdb")
     lines = []
     result = run_experiment(spec, store, root=tmp_path, log=lines.append)
+    checked = {e.fields["approach"]: e.fields for e in of(result.events, "agreement.checked")}
+    assert set(checked) == {"zero_shot", "candidate"}
     for approach in (result.baselines["zero_shot"], result.candidate):
         test = approach.metrics["test"]
         assert test["perplexity"] > 1 and math.isfinite(test["perplexity"])
@@ -112,17 +116,32 @@ def test_perplexity_of_references_and_label_generation_agreement_are_reported(tm
         assert 0 <= test["generation_valid_rate"] <= 1 and test["agreement_rows"] == 12
         agreement = test["label_generation_agreement"]
         assert math.isnan(agreement) if test["generation_valid_rate"] == 0 else 0 <= agreement <= 1
-    assert any("greedy generation gives a valid label on" in line for line in lines)
+        facts = checked[approach.name]
+        assert facts["rows"] == 12 and facts["valid"] == round(test["generation_valid_rate"] * 12)
+        assert facts["agreement"] == agreement or math.isnan(agreement) and math.isnan(facts["agreement"])
+
+    # The printed log is a contract too: it is the events' text, in order, and its key lines read as before.
+    assert lines == [e.text for e in result.events if e.text]
+    assert "ppl: classification, 24 train / 12 val / 12 test rows; key metric accuracy" in lines
+    [picked] = of(result.events, "baseline.picked")
+    assert f"ppl: best baseline on val: zero_shot (accuracy {picked.fields['value']:.3f})" in lines
+    assert any(re.fullmatch(r"ppl: candidate: step 3/3 epoch 1\.00 loss \d+\.\d{4} \(\d+s elapsed, ~0s left\)", line)
+               for line in lines), lines
+    scored = {e.fields["approach"]: e.fields["scores"] for e in of(result.events, "approach.scored")}
+    assert f"ppl: candidate accuracy val {scored['candidate']['val']:.3f}, train {scored['candidate']['train']:.3f}, " \
+           f"test {scored['candidate']['test']:.3f}" in lines
+    assert scored["candidate"] == {s: v["accuracy"] for s, v in result.candidate.metrics.items()}
     [run] = store.runs("ppl")
-    stored = {(m["approach"], m["split"], m["metric"]) for m in store.rows("metrics", run["run_id"])}
+    stored = {(m["approach"], m["split"], m["metric"]) for m in store.rows("metrics", run.run_id)}
     assert ("candidate", "test", "perplexity") in stored and ("zero_shot", "val", "perplexity") in stored
     assert ("candidate", "test", "label_generation_agreement") in stored
     # a rerun takes perplexity inputs and generations from the output cache
-    again = []
-    rerun = run_experiment(spec, store, root=tmp_path, log=again.append)
+    rerun = run_experiment(spec, store, root=tmp_path, log=lambda _: None)
     assert rerun.candidate.metrics["test"]["perplexity"] == pytest.approx(result.candidate.metrics["test"]["perplexity"])
-    assert any("reference perplexity: 12 of 12 outputs from the cache" in line for line in again)
-    assert any("agreement check): 12 of 12 outputs from the cache" in line for line in again)
+    from_cache = {e.fields["what"]: (e.fields["cached"], e.fields["total"]) for e in of(rerun.events, "scoring.cached")}
+    for what in ("candidate test reference perplexity", "candidate greedy generation (agreement check)"):
+        assert from_cache[f"ppl: {what}"] == (12, 12), from_cache
+    assert of(rerun.events, "candidate.cached") and not of(rerun.events, "training.progress")
 
 
 def test_a_generated_answer_gives_a_label_only_when_it_says_one():

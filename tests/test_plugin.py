@@ -63,20 +63,20 @@ def test_a_run_gives_verdicts_a_store_and_a_report(project):
     assert "harness verdicts" in out and "five_percent_rule" in out
     store = _store(pytester)
     [run] = store.runs("toy")
-    assert run["status"] == "complete" and run["task"] == "classification"
-    gates = {g["gate"]: g for g in store.rows("gates", run["run_id"])}
+    assert run.status == "complete" and run.task == "classification"
+    gates = {g["gate"]: g for g in store.rows("gates", run.run_id)}
     assert set(gates) == {"data_quality", "five_percent_rule", "overfit", "regression"}
     assert gates["regression"]["details"]["n"] == 228  # the shipped MMLU slice, on base and candidate
-    regression_metrics = {m["approach"]: m["value"] for m in store.rows("metrics", run["run_id"], split="regression")}
+    regression_metrics = {m["approach"]: m["value"] for m in store.rows("metrics", run.run_id, split="regression")}
     assert set(regression_metrics) == {"base", "candidate"}
     rule = gates["five_percent_rule"]
     assert rule["details"]["picked_on"] == "val" and rule["details"]["n"] == 16
     # the item's outcome is the verdict's outcome
     expect = "PASSED" if rule["outcome"] == "PASS" else "FAILED"
     assert f"test_toy.py::toy::five_percent_rule {expect}" in out
-    preds = store.rows("predictions", run["run_id"], approach="candidate", split="test")
+    preds = store.rows("predictions", run.run_id, approach="candidate", split="test")
     assert len(preds) == 16 and all(p["prediction"] in ("0", "1") for p in preds)
-    assert store.rows("curves", run["run_id"])
+    assert store.curves(run.run_id)
     assert (pytester.path / "reports" / "index.html").is_file()
     assert (pytester.path / "reports" / "toy.html").is_file()
     junit = (pytester.path / "junit.xml").read_text()
@@ -92,12 +92,12 @@ def test_the_toy_task_is_learned_and_the_item_reports_the_stored_verdict(project
     result = pytester.runpytest("-k", "five_percent_rule")
     store = _store(pytester)
     run = store.runs("toy")[-1]
-    [gate] = store.rows("gates", run["run_id"], gate="five_percent_rule")
+    [gate] = store.rows("gates", run.run_id, gate="five_percent_rule")
     passed = gate["outcome"] == "PASS"
     result.assert_outcomes(passed=int(passed), failed=int(not passed), deselected=4)
     if not passed:
         assert f"five_percent_rule {gate['outcome']}: accuracy" in result.stdout.str()
-    accuracy = {(m["approach"], m["split"]): m["value"] for m in store.rows("metrics", run["run_id"])
+    accuracy = {(m["approach"], m["split"]): m["value"] for m in store.rows("metrics", run.run_id)
                 if m["metric"] == "accuracy"}
     assert accuracy[("candidate", "val")] >= 0.9 and accuracy[("candidate", "test")] >= 0.85
 
@@ -120,7 +120,7 @@ def test_missing_data_file_fails_every_item_with_one_line_and_records_the_run(pr
     assert "toy: data file data.jsonl not found; check the path in the spec" in out
     assert "Traceback" not in out
     [run] = _store(pytester).runs("toy")
-    assert run["status"] == "failed" and "not found" in run["error"]
+    assert run.status == "failed" and "not found" in run.error
 
 
 def test_unknown_model_fails_with_the_fix(project):
@@ -128,7 +128,7 @@ def test_unknown_model_fails_with_the_fix(project):
     result = pytester.runpytest("-k", "data_quality")
     out = result.stdout.str()
     assert "unknown model 'no-such-model': use 'smollm2-135m-instruct' (embedded)" in out
-    assert _store(pytester).runs("toy")[0]["status"] == "failed"
+    assert _store(pytester).runs("toy")[0].status == "failed"
 
 
 def test_error_level_data_stops_the_experiment(project):
@@ -139,10 +139,10 @@ def test_error_level_data_stops_the_experiment(project):
     out = result.stdout.str()
     assert "invalid_json: 1 row(s) unusable; first at line 81" in out
     [run] = _store(pytester).runs("toy")
-    assert run["status"] == "failed"
-    assert [c["name"] for c in _store(pytester).rows("checks", run["run_id"]) if c["level"] == "error"] == \
+    assert run.status == "failed"
+    assert [c["name"] for c in _store(pytester).rows("checks", run.run_id) if c["level"] == "error"] == \
         ["invalid_json"]
-    assert not _store(pytester).rows("predictions", run["run_id"])
+    assert not _store(pytester).rows("predictions", run.run_id)
 
 
 def test_result_fixture_needs_one_experiment(pytester):
@@ -168,19 +168,22 @@ def test_an_unchanged_rerun_recomputes_nothing_and_a_new_threshold_rejudges(proj
     for what in ("zero_shot val: 16 of 16", "zero_shot test: 16 of 16", "candidate test: 16 of 16",
                  "regression suite, base: 228 of 228", "regression suite, candidate: 228 of 228"):
         assert f"{what} outputs from the cache" in second
-    # a stricter threshold re-judges the same outputs: no training, no scoring
+    # a new threshold re-judges the same outputs (no training, no scoring), and that is a second
+    # look at the same test rows: with the default budget of one look it can neither pass nor fail
     project(extra="threshold=5.0,")
     third = pytester.runpytest("-p", "no:cacheprovider", "-k", "five_percent_rule")
     third.assert_outcomes(failed=1, deselected=4)
-    assert "step " not in third.stdout.str() and "< 500%" in third.stdout.str()
+    assert "step " not in third.stdout.str() and "is spent" in third.stdout.str()
     store = _store(pytester)
     runs = store.runs("toy")
-    assert [r["status"] for r in runs] == ["complete"] * 3
-    preds = [sorted((p["split"], p["idx"], p["prediction"]) for p in store.rows("predictions", r["run_id"]))
+    assert [r.status for r in runs] == ["complete"] * 3
+    preds = [sorted((p["split"], p["idx"], p["prediction"]) for p in store.rows("predictions", r.run_id))
              for r in runs]
     assert preds[0] == preds[1] == preds[2]
-    [gate] = store.rows("gates", runs[2]["run_id"], gate="five_percent_rule")
-    assert gate["outcome"] != "PASS" and gate["details"]["threshold"] == 5.0
+    first_rule, *_, third_rule = [store.stored_run(r.run_id).gate("five_percent_rule") for r in runs]
+    assert third_rule.outcome == "INCONCLUSIVE" and third_rule.details["threshold"] == 5.0
+    assert third_rule.details["look"] == 2 and third_rule.details["overlaps"] == [runs[0].run_id]
+    assert "look" not in first_rule.message  # an unchanged rerun is the same look, said once
 
 
 OUTCOMES_CONFTEST = '''
@@ -196,7 +199,15 @@ GATES = {
     "overfit": GateResult("overfit", "PASS", "no sign of overfitting"),
     "regression": GateResult("regression", "INCONCLUSIVE", "straddles -2 pts", {"allow_inconclusive": True}),
 }
-plugin._Session.result = lambda self, experiment: SimpleNamespace(gates=GATES)
+_real_result = plugin._Session.result
+
+
+def pytest_configure(config):
+    plugin._Session.result = lambda self, experiment: SimpleNamespace(gates=GATES)
+
+
+def pytest_unconfigure(config):  # in-process runs share the module: later tests get the real engine back
+    plugin._Session.result = _real_result
 '''
 
 

@@ -5,6 +5,8 @@ import base64
 import hashlib
 import math
 import re
+from dataclasses import replace
+from datetime import datetime
 
 import pytest
 from support.report_store import SWEEP_BEST, SWEEP_STUDY, build_store, experiment_config
@@ -15,7 +17,9 @@ from harness.report.format import fmt_float
 from harness.report.sections import config_view, epoch_marks, loss_curves
 from harness.report.summary import verdict
 from harness.report.svg import interval_chart, line_chart, log_ticks, nice_ticks, scatter_chart, sparkline
+from harness.judge.outcomes import GateResult
 from harness.store import RunRecord, Store
+from harness.store.record import CurvePoint, Run, StoredRun
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +67,8 @@ def test_verdicts_in_plain_words(reports):
 def test_the_badge_is_the_decision():
     """The page asks judge.decision (tests/test_decision.py covers every combination)."""
     def run(status="complete", **outcomes):
-        return {"status": status, "gates": [{"gate": g, "outcome": o} for g, o in outcomes.items()]}
+        return StoredRun(run=Run("r", "x", status, datetime(2026, 1, 1)), metrics={}, approaches=[],
+                         gates=[GateResult(g, o, "") for g, o in outcomes.items()])
 
     assert verdict(run(five_percent_rule="PASS", overfit="PASS"))["label"] == "Fine-tune"
     assert verdict(run(five_percent_rule="PASS", regression="INCONCLUSIVE"))["label"] == "Inconclusive"
@@ -197,10 +202,8 @@ def test_long_configs_fold_into_details(reports):
 
 def test_loss_chart_axes():
     # a first evaluation at 5.3 and training ending near 0.2: a 26x range gets a log axis
-    rows = [{"approach": "candidate", "step": s, "epoch": s / 60, "split": "train", "loss": l}
-            for s, l in ((10, 2.7), (20, 0.27), (60, 0.22), (120, 0.18))]
-    rows += [{"approach": "candidate", "step": s, "epoch": s / 60, "split": "val", "loss": l}
-             for s, l in ((0, 5.27), (60, 0.23), (120, 0.2))]
+    rows = [CurvePoint("candidate", s, s / 60, "train", l) for s, l in ((10, 2.7), (20, 0.27), (60, 0.22), (120, 0.18))]
+    rows += [CurvePoint("candidate", s, s / 60, "val", l) for s, l in ((0, 5.27), (60, 0.23), (120, 0.2))]
     svg = str(loss_curves(rows)[0]["svg"])
     assert "loss (log scale)" in svg and "training step" in svg
     assert "epoch 1" in svg and "epoch 2" in svg
@@ -209,7 +212,7 @@ def test_loss_chart_axes():
     assert "<path" in str(line_chart([{"label": "x", "points": [(0, 1.0), (1, 1.0)]}], log_y=True))
     assert epoch_marks([(30, 1.0), (60, 2.0)]) == [(30, "epoch 1"), (60, "epoch 2")]
     assert epoch_marks([]) == []
-    flat = str(loss_curves([{**r, "loss": 1 + r["step"] / 1000} for r in rows])[0]["svg"])
+    flat = str(loss_curves([replace(r, loss=1 + r.step / 1000) for r in rows])[0]["svg"])
     assert "log scale" not in flat and ">loss<" in flat
 
 

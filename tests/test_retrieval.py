@@ -181,15 +181,15 @@ def test_a_run_stores_the_retrieval_baseline_with_its_prompts(tmp_path, tiny_mod
     result = run_experiment(spec, store, root=tmp_path, log=lambda _: None)
     names = ["zero_shot", "retrieval_k1", "retrieval_k1+calibrated"]
     assert list(result.baselines) == names
-    stored = {a["approach"]: a for a in store.rows("approaches", result.run_id)}
+    stored = {a.name: a for a in store.approaches(result.run_id)}
     scored = {(m["approach"], m["split"]) for m in store.rows("metrics", result.run_id) if m["metric"] == "accuracy"}
     assert scored == {(n, split) for n in names for split in ("val", "test")}
-    config = stored["retrieval_k1"]["config"]
+    config = stored["retrieval_k1"].config
     index = config["retrieval"]
     assert (config["knowledge"], config["top_k"], index["k"], index["passages"]) == ("kb.jsonl", 1, 1, 4)
     assert config["knowledge_sha256"] == retrieval.load_knowledge("kb.jsonl", tmp_path).sha256
     assert (tmp_path / "cache" / "retrieval" / f"{index['index_sha256']}.npy").is_file()
-    assert stored["retrieval_k1+calibrated"]["config"]["content_free_prompts"] >= 3
+    assert stored["retrieval_k1+calibrated"].config["content_free_prompts"] >= 3
     plain = [r["input"] for r in store.rows("predictions", result.run_id, approach="zero_shot", split="test")]
     for approach in ("retrieval_k1", "retrieval_k1+calibrated"):
         rows = store.rows("predictions", result.run_id, approach=approach, split="test")

@@ -1,11 +1,10 @@
 """The test split is sealed: selection reads only train and val; test is opened once, last."""
-import re
-
 import pytest
 from tiny import write_classification_jsonl
 
 from harness import Experiment, QLoRA, baselines
 from harness._engine import run_experiment
+from harness._engine.events import of
 from harness.data.sealed import SealedError, SealedSplit
 from harness.prompting import shots
 from harness.store import Store
@@ -40,26 +39,31 @@ def _experiment(model_dir, **kw):
 
 def test_selection_finishes_before_the_test_split_is_opened(toy, monkeypatch):
     root, model_dir = toy
-    log: list[str] = []
-    opened_after: list[list[str]] = []
+    seen = []
+    opened_after = []
     real_open = SealedSplit.open
 
     def spy(self, purpose):
-        opened_after.append(list(log))
+        opened_after.append(list(seen))
         return real_open(self, purpose)
 
     monkeypatch.setattr(SealedSplit, "open", spy)
     store = Store(root / "h.duckdb")
-    result = run_experiment(_experiment(model_dir), store, root=root, log=log.append)
+    result = run_experiment(_experiment(model_dir), store, root=root, log=lambda _: None, on_event=seen.append)
+    assert seen == result.events
     [before] = opened_after  # opened exactly once
-    assert any("best baseline on val" in line for line in before)
-    assert any("step 6/6" in line for line in before)  # training finished
-    assert not any(re.search(r" test: \d+/\d+", line) for line in before)  # nothing scored on test before
-    assert any("candidate test" in line for line in log[len(before):])
+    assert [e.fields["split"] for e in of(before, "baseline.picked")] == ["val"]
+    assert [e.fields["steps"] for e in of(before, "candidate.trained")] == [6]  # training finished
+    scored_before = [e.fields["what"] for e in of(before, "scoring.progress") + of(before, "scoring.cached")]
+    assert scored_before and not any(what.endswith(" test") for what in scored_before)  # nothing scored on test
+    assert not of(before, "approach.scored")
+    after = of(seen[len(before):], "approach.scored")
+    assert {e.fields["approach"] for e in after} == {"zero_shot", "few_shot_k4", "candidate"}
+    assert all("test" in e.fields["scores"] for e in after)
     # few-shot examples come from train only
     shots = {tuple(s) for s in result.baselines["few_shot_k4"].config["shots"]}
     run = store.runs("toy")[0]
-    held_out = {(p["input"], p["reference"]) for p in store.rows("predictions", run["run_id"])
+    held_out = {(p["input"], p["reference"]) for p in store.rows("predictions", run.run_id)
                 if p["split"] in ("val", "test")}
     assert shots and not shots & held_out
 
@@ -89,4 +93,4 @@ def test_the_best_baseline_is_picked_on_val_even_if_test_disagrees(toy, monkeypa
     assert result.best_baseline == "zero_shot"
     assert result.gates["five_percent_rule"].details["baseline"] == "zero_shot"
     assert result.gates["five_percent_rule"].details["picked_on"] == "val"
-    assert store.runs("toy")[0]["best_baseline"] == "zero_shot"  # stored, so readers need not pick it again
+    assert store.runs("toy")[0].best_baseline == "zero_shot"  # stored, so readers need not pick it again

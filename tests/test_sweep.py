@@ -5,6 +5,7 @@ import pytest
 
 from harness import Experiment, QLoRA, Sweep, baselines
 from harness._engine import run_experiment, run_sweep
+from harness._engine.events import of
 from harness.errors import SpecError
 from harness.store import Store
 
@@ -63,37 +64,44 @@ def test_a_sweep_runs_its_budget_mirrors_every_trial_and_its_winner_becomes_the_
         tmp_path, tiny_model_dir):
     spec = _spec(tmp_path, tiny_model_dir)
     store = Store(tmp_path / "h.duckdb")
-    lines = []
-    result = run_experiment(spec, store, root=tmp_path, log=lines.append, sweep=True)
+    result = run_experiment(spec, store, root=tmp_path, log=lambda _: None, sweep=True)
     trials = store.trials(experiment="sw")
-    assert len({t["study"] for t in trials}) == 1
-    finished = [t for t in trials if t["state"] in ("COMPLETE", "PRUNED")]
-    assert len(finished) == 3 and [t["number"] for t in trials] == list(range(len(trials)))
+    assert len({t.study for t in trials}) == 1
+    finished = [t for t in trials if t.state in ("COMPLETE", "PRUNED")]
+    assert len(finished) == 3 and [t.number for t in trials] == list(range(len(trials)))
     for t in trials:
-        assert t["params"]["r"] in (2, 4) and t["steps"] > 0 and t["seconds"] > 0 and t["worker"]
-        assert any(c["split"] == "val" for c in t["curves"])
-        if t["state"] == "COMPLETE":
-            assert t["value"] == t["val_metrics"]["accuracy"] and t["adapter_sha256"]
-    best = max((t for t in trials if t["state"] == "COMPLETE"), key=lambda t: (t["value"], -t["number"]))
+        assert t.params["r"] in (2, 4) and t.steps > 0 and t.seconds > 0 and t.worker
+        assert any(c["split"] == "val" for c in t.curves)
+        if t.state == "COMPLETE":
+            assert t.value == t.val_metrics["accuracy"] and t.adapter_sha256
+    best = max((t for t in trials if t.state == "COMPLETE"), key=lambda t: (t.value, -t.number))
+    [study] = of(result.events, "sweep.study")
+    assert study.fields["study"] == trials[0].study
+    reported = [(e.fields["trial"], e.fields["outcome"], e.fields["value"]) for e in of(result.events, "sweep.trial")]
+    assert reported == [(t.number, t.state.lower(), t.value) for t in finished]
     # the winner is the candidate: same settings, its cached adapter reused, then gated on test
     lineage = result.candidate.config["sweep"]
-    assert lineage["trial"] == best["number"] and lineage["params"] == best["params"]
-    assert result.candidate.config["r"] == best["params"]["r"]
-    assert result.candidate.config["learning_rate"] == pytest.approx(best["params"]["learning_rate"])
-    assert any("candidate adapter reused from the cache" in line for line in lines)
+    assert lineage["trial"] == best.number and lineage["params"] == best.params
+    assert result.candidate.config["r"] == best.params["r"]
+    assert result.candidate.config["learning_rate"] == pytest.approx(best.params["learning_rate"])
+    [chosen] = of(result.events, "candidate.chosen")
+    assert (chosen.fields["source"], chosen.fields["trial"], chosen.fields["value"]) == ("sweep", best.number,
+                                                                                         best.value)
+    assert [(e.fields["who"], e.fields["adapter_sha256"]) for e in of(result.events, "candidate.cached")] == [
+        ("sw: candidate", best.adapter_sha256)]
     assert set(result.gates) >= {"five_percent_rule", "overfit"}
-    assert result.candidate.metrics["val"]["accuracy"] == pytest.approx(best["value"])
+    assert result.candidate.metrics["val"]["accuracy"] == pytest.approx(best.value)
     [run] = store.runs("sw")
-    [candidate] = [a for a in store.rows("approaches", run["run_id"]) if a["kind"] == "candidate"]
-    assert candidate["config"]["sweep"]["study"] == trials[0]["study"]
-    assert candidate["adapter_sha256"] == best["adapter_sha256"]
+    [candidate] = [a for a in store.approaches(run.run_id) if a.kind == "candidate"]
+    assert candidate.config["sweep"]["study"] == trials[0].study
+    assert candidate.adapter_sha256 == best.adapter_sha256
 
     # Without --sweep the stored best trial is reused: nothing is searched or trained again.
-    again = []
-    rerun = run_experiment(spec, store, root=tmp_path, log=again.append)
-    assert rerun.candidate.config["sweep"]["trial"] == best["number"]
-    assert not any("sweep study" in line or "complete:" in line for line in again)
-    assert not any(" step " in line and "loss" in line for line in again)
+    rerun = run_experiment(spec, store, root=tmp_path, log=lambda _: None)
+    assert rerun.candidate.config["sweep"]["trial"] == best.number
+    assert [e.fields["trial"] for e in of(rerun.events, "candidate.chosen")] == [best.number]
+    for kind in ("sweep.study", "sweep.progress", "sweep.trial", "training.progress", "candidate.trained"):
+        assert not of(rerun.events, kind), kind
     assert len(store.trials(experiment="sw")) == len(trials)
 
 
@@ -105,7 +113,7 @@ def test_the_same_seed_run_sequentially_proposes_the_same_parameters(tmp_path, t
         spec = _spec(folder, tiny_model_dir, pruner=None, trials=3)
         store = Store(folder / "h.duckdb")
         run_sweep(spec, store, root=folder, log=lambda _: None)
-        proposals.append([t["params"] for t in store.trials(experiment="sw")])
+        proposals.append([t.params for t in store.trials(experiment="sw")])
     assert proposals[0] == proposals[1] and len(proposals[0]) == 3
     assert len({json.dumps(p, sort_keys=True) for p in proposals[0]}) > 1  # it did search
 
@@ -119,17 +127,21 @@ def test_pruning_stops_a_trailing_trial_early(tmp_path, tiny_model_dir):
 
     spec = _spec(tmp_path, tiny_model_dir, r=[4], learning_rate=None, epochs=[2], space=space, trials=4)
     store = Store(tmp_path / "h.duckdb")
-    lines = []
-    run_sweep(spec, store, root=tmp_path, log=lines.append)
+    seen = []
+    run_sweep(spec, store, root=tmp_path, log=lambda _: None, on_event=seen.append)
     trials = store.trials(experiment="sw")
-    states = [t["state"] for t in trials]
+    states = [t.state for t in trials]
     assert states[:2] == ["COMPLETE", "COMPLETE"] and "PRUNED" in states[2:], states
-    pruned = [t for t in trials if t["state"] == "PRUNED"]
-    full = trials[0]["steps"]
-    assert all(t["steps"] < full and t["value"] is None for t in pruned)
-    assert any("pruned at step" in line for line in lines)
+    pruned = [t for t in trials if t.state == "PRUNED"]
+    full = trials[0].steps
+    assert all(t.steps < full and t.value is None for t in pruned)
+    stopped = {e.fields["trial"]: e.fields["pruned_at"] for e in of(seen, "sweep.trial")
+               if e.fields["outcome"] == "pruned"}
+    assert stopped == {t.number: t.steps for t in pruned}
+    # the pruner's own line arrives as the sweep's progress, for the trial it stopped
+    assert set(stopped) <= {e.fields.get("trial") for e in of(seen, "sweep.progress")}
     for t in pruned:  # a pruned adapter is never used: not kept on disk
-        assert not list(tmp_path.glob(f"sweeps/*/trial-{t['number']}"))
+        assert not list(tmp_path.glob(f"sweeps/*/trial-{t.number}"))
     assert list(tmp_path.glob("sweeps/*/trial-0/adapter/*.safetensors"))
 
 
@@ -172,14 +184,16 @@ def test_a_worker_killed_mid_trial_leaves_it_failed_and_the_next_worker_finishes
     worker.send_signal(signal.SIGKILL)
     worker.wait()
 
-    lines = []  # the second worker, same spec and study
-    run_sweep(spec, Store(tmp_path / "h.duckdb"), root=tmp_path, log=lines.append)
+    seen = []  # the second worker, same spec and study
+    run_sweep(spec, Store(tmp_path / "h.duckdb"), root=tmp_path, log=lambda _: None, on_event=seen.append)
     trials = Store(tmp_path / "h.duckdb").trials(experiment="sw")
-    states = [t["state"] for t in trials]
-    assert states[0] == "FAIL" and "died mid-trial" in trials[0]["error"], states
+    states = [t.state for t in trials]
+    assert states[0] == "FAIL" and "died mid-trial" in trials[0].error, states
     assert states.count("COMPLETE") == 2 and "RUNNING" not in states
-    assert any("left running by a worker that died" in line for line in lines)
-    loaded = optuna.load_study(study_name=trials[0]["study"], storage=sweep_mod.open_storage(journal))
+    # this worker ran the two complete trials, not the dead one again
+    assert [(e.fields["trial"], e.fields["outcome"]) for e in of(seen, "sweep.trial")] == [
+        (t.number, "complete") for t in trials if t.state == "COMPLETE"]
+    loaded = optuna.load_study(study_name=trials[0].study, storage=sweep_mod.open_storage(journal))
     assert [t.state.name for t in loaded.trials] == states  # the store mirrors the study exactly
 
 

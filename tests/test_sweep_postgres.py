@@ -117,9 +117,9 @@ def test_two_workers_share_one_study_in_postgresql(tmp_path, tiny_model_dir, pos
     assert sorted(t.number for t in trials) == list(range(len(trials)))
 
     stored = Store(tmp_path / "h.duckdb").trials(study=summary.study_name)
-    assert [t["number"] for t in stored] == [t.number for t in trials]  # each once, none lost
-    assert [t["state"] for t in stored] == states
+    assert [t.number for t in stored] == [t.number for t in trials]  # each once, none lost
+    assert [t.state for t in stored] == states
     for row, trial in zip(stored, trials):
-        assert row["value"] == pytest.approx(trial.value) and row["params"] == trial.user_attrs["params"]
-    pids = {row["worker"].rsplit(":", 1)[1] for row in stored}
+        assert row.value == pytest.approx(trial.value) and row.params == trial.user_attrs["params"]
+    pids = {row.worker.rsplit(":", 1)[1] for row in stored}
     assert pids == {str(w.pid) for w in workers}, "both workers should have run trials"

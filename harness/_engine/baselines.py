@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Callable
 
 from harness._engine import evaluate
+from harness._engine import events as kinds
 from harness._engine.evaluate import TRAIN_SCORE_ROWS, Approach, Contender, Scoring
+from harness._engine.events import Events
 from harness._engine.prepare import Prepared
 from harness.data import Sample
 from harness.models import cache_dir
@@ -38,7 +40,7 @@ class Baselines:
             self.embedder([s.input_text for s in rows])
 
 
-def declare(experiment: Experiment, p: Prepared, root: Path, log: Callable[[str], None]) -> Baselines:
+def declare(experiment: Experiment, p: Prepared, root: Path, events: Events) -> Baselines:
     """Every declared baseline (prompt folders expanded) with its calibrated twins."""
     declared = expand_baselines(experiment.baselines, root, task=p.task, max_baselines=experiment.max_baselines,
                                 where=experiment.name)
@@ -50,8 +52,9 @@ def declare(experiment: Experiment, p: Prepared, root: Path, log: Callable[[str]
 
     @functools.cache
     def retriever_for(knowledge: str) -> retrieval.Retriever:  # each index built (or read) once per run
+        said = events.text(kinds.RETRIEVAL_INDEX, knowledge=knowledge)
         index = retrieval.build_index(retrieval.load_knowledge(knowledge, root), embedder, embedder.model_id,
-                                      cache_dir() / "retrieval", log=lambda m: log(f"{experiment.name}: {m}"))
+                                      cache_dir() / "retrieval", log=lambda m: said(f"{experiment.name}: {m}"))
         return retrieval.Retriever(index, embedder)
 
     return Baselines([_contender(b, p, root, nearest, retriever_for) for b in declared], embedder)
@@ -87,7 +90,7 @@ def _contender(baseline: Baseline, p: Prepared, root: Path, nearest: shots.Neare
                      lambda s: build(s, context_for(s)), twins)
 
 
-def pick_best(baselines: Baselines, scoring: Scoring, splits, log: Callable[[str], None]) -> tuple[Approach, str]:
+def pick_best(baselines: Baselines, scoring: Scoring, splits, events: Events) -> tuple[Approach, str]:
     """(the best baseline or twin, the split it was picked on): validation, or the first train
     rows when there is none; never test, so the pick carries no winner's curse."""
     picked_on = "val" if splits.val else "train"
@@ -98,8 +101,9 @@ def pick_best(baselines: Baselines, scoring: Scoring, splits, log: Callable[[str
     key = scoring.key_metric.name
     others = [m.name for m in scoring.other_metrics]
     best = max(baselines.approaches(), key=lambda a: selection_key(a, picked_on, key, others))
-    log(f"{scoring.experiment_name}: best baseline on {picked_on}: {best.name} "
-        f"({key} {best.metrics[picked_on][key]:.3f})")
+    value = best.metrics[picked_on][key]
+    events.emit(kinds.BASELINE_PICKED, f"{scoring.experiment_name}: best baseline on {picked_on}: {best.name} "
+                f"({key} {value:.3f})", name=best.name, split=picked_on, metric=key, value=value)
     return best, picked_on
 
 
@@ -137,7 +141,7 @@ class _BatchTwin:
     def score(self, scoring: Scoring, baseline: Contender, split: str, rows: list, scored: Scored) -> None:
         if self.prior is None:
             self.prior = calibration.mean_probs(scored.label_logprobs)
-            self.approach.config |= {"batch_prior": self.prior, "prior_from": f"{len(rows)} {split} inputs"}
+            self.approach.calibration = {"batch_prior": self.prior, "prior_from": f"{len(rows)} {split} inputs"}
         _record_calibrated(scoring, self.approach, split, rows, scored, [self.prior] * len(rows),
                            [(0.0, 0)] * len(rows))
 
@@ -174,7 +178,8 @@ class _ContextualTwin:
         paid = [self.measured[k][1:] if self.per_input else (0.0, 0) for k in sets]
         _record_calibrated(scoring, self.approach, split, rows, scored, [self.measured[k][0] for k in sets], paid)
         probs = [p for p, *_ in self.measured.values()]
-        self.approach.config["content_free_probs"] = {label: sum(p[label] for p in probs) / len(probs)
-                                                      for label in probs[0]}  # the mean, for per-input examples
-        self.approach.config["content_free_prompts"] = len(calibration.CONTENT_FREE) * len(self.measured)
-        self.approach.config["content_free_inputs"] = list(calibration.CONTENT_FREE)
+        self.approach.calibration = {
+            "content_free_probs": {label: sum(p[label] for p in probs) / len(probs)
+                                   for label in probs[0]},  # the mean, for per-input examples
+            "content_free_prompts": len(calibration.CONTENT_FREE) * len(self.measured),
+            "content_free_inputs": list(calibration.CONTENT_FREE)}

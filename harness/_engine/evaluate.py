@@ -6,6 +6,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable
 
+from harness._engine import events as kinds
+from harness._engine.events import Events
 from harness._engine.scorer import Scorer
 from harness.data import Sample
 from harness.judge import stats
@@ -33,6 +35,9 @@ class Approach:
     latency_p50_ms: float = 0.0
     latency_p95_ms: float = 0.0
     train_seconds: float | None = None
+    # what calibrating measured while scoring (a twin's prior, its content-free prompts): facts
+    # beside the declared config, stored with it
+    calibration: dict = field(default_factory=dict)
     latencies: dict[str, list[float]] = field(default_factory=dict, repr=False)
     prompt_token_counts: dict[str, list[int]] = field(default_factory=dict, repr=False)
     generated_token_counts: dict[str, list[int]] = field(default_factory=dict, repr=False)
@@ -116,7 +121,7 @@ def _prefixed(metric: str, aggregates: dict) -> dict:
     return {k if k.lower().startswith(metric[:5]) else f"{metric}_{k}": v for k, v in aggregates.items()}
 
 
-def score_on_test(scoring: Scoring, contenders: list[Contender], test_rows: list, log: Callable[[str], None]) -> None:
+def score_on_test(scoring: Scoring, contenders: list[Contender], test_rows: list, events: Events) -> None:
     """The final scoring, of what was already chosen: every contender and its twins on test, with
     latency; for classification, the agreement of label scoring with generation."""
     key = scoring.key_metric.name
@@ -124,14 +129,15 @@ def score_on_test(scoring: Scoring, contenders: list[Contender], test_rows: list
         score_split(scoring, contender, "test", test_rows)
         for approach in contender.approaches():
             latency(approach)
-            log(f"{scoring.experiment_name}: {approach.name} {key} " + ", ".join(
-                f"{s} {v[key]:.3f}" for s, v in approach.metrics.items()))
+            scores = {s: v[key] for s, v in approach.metrics.items()}
+            events.emit(kinds.APPROACH_SCORED, f"{scoring.experiment_name}: {approach.name} {key} " + ", ".join(
+                f"{s} {v:.3f}" for s, v in scores.items()), approach=approach.name, metric=key, scores=scores)
     if scoring.scorer.task == "classification":
         for contender in contenders:
-            agreement(scoring, contender, test_rows[:AGREEMENT_ROWS], log)
+            agreement(scoring, contender, test_rows[:AGREEMENT_ROWS], events)
 
 
-def agreement(scoring: Scoring, contender: Contender, rows: list, log: Callable[[str], None]) -> None:
+def agreement(scoring: Scoring, contender: Contender, rows: list, events: Events) -> None:
     """How often label scoring picks what greedy generation says, on the rows where generation
     gives a valid label at all: a check that scoring labels measures the model's own answer."""
     if not rows:
@@ -147,8 +153,11 @@ def agreement(scoring: Scoring, contender: Contender, rows: list, log: Callable[
     metrics["generation_valid_rate"] = len(valid) / len(rows)
     metrics["label_generation_agreement"] = (sum(a == b for a, b in valid) / len(valid)) if valid else math.nan
     metrics["agreement_rows"] = float(len(rows))
-    log(f"{name}: {approach.name}: greedy generation gives a valid label on {len(valid)}/{len(rows)} test rows; "
-        f"label scoring agrees on " + (f"{metrics['label_generation_agreement']:.0%}" if valid else "-") + " of them")
+    events.emit(kinds.AGREEMENT_CHECKED, f"{name}: {approach.name}: greedy generation gives a valid label on "
+                f"{len(valid)}/{len(rows)} test rows; label scoring agrees on "
+                + (f"{metrics['label_generation_agreement']:.0%}" if valid else "-") + " of them",
+                approach=approach.name, valid=len(valid), rows=len(rows),
+                agreement=metrics["label_generation_agreement"])
 
 
 def latency(approach: Approach) -> None:

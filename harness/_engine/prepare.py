@@ -4,18 +4,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
-from harness import data, models
+from harness import data, files, models
+from harness._engine import events as kinds
 from harness._engine.evaluate import Scoring
+from harness._engine.events import Events
 from harness._engine.scorer import Models, Scorer
 from harness.data.sealed import SealedSplit
 from harness.errors import DataError, SpecError
-from harness.judge import gates
+from harness.judge import gates, looks
 from harness.judge.outcomes import FAIL, GateResult
 from harness.scoring import metrics
 from harness.spec.experiment import Experiment
-from harness.store import RunRecord, Store
+from harness.store import RunRecord, Store, ledger
 
 
 @dataclass
@@ -35,12 +36,13 @@ class Prepared:
 
 
 def prepare(experiment: Experiment, store: Store, root: Path, record: RunRecord,
-            log: Callable[[str], None]) -> Prepared:
+            events: Events) -> Prepared:
     """Read, check and split the data (a DataError for data that cannot be used), then load the
     tokenizer; the model itself is loaded only when an output is not in the cache."""
     name = experiment.name
     stage = data.prepare(experiment.data, root=root, split=experiment.split, seed=experiment.seed,
-                         task=experiment.task, max_rows=experiment.max_rows, columns=experiment.columns, name=name)
+                         task=experiment.task, max_rows=experiment.max_rows, columns=experiment.columns, name=name,
+                         judged=_judged_elsewhere(experiment, store, root))
     data_path, data_sha, task, splits, labels = stage.path, stage.sha256, stage.task, stage.splits, stage.labels
     record.run_fields.update({"data_path": data_path, "data_sha256": data_sha})  # kept even if the run fails
     if stage.split_error:
@@ -55,8 +57,9 @@ def prepare(experiment: Experiment, store: Store, root: Path, record: RunRecord,
         raise DataError(stage.refusal)
     test = SealedSplit(splits.test, splits.test_sha256)
     key_metric, other_metrics = _metrics_for(experiment, task)
-    log(f"{name}: {task}, {len(splits.train)} train / {len(splits.val)} val / {len(test)} test rows; "
-        f"key metric {key_metric.name}")
+    events.emit(kinds.DATA_PREPARED, f"{name}: {task}, {len(splits.train)} train / {len(splits.val)} val / "
+                f"{len(test)} test rows; key metric {key_metric.name}", task=task, train=len(splits.train),
+                val=len(splits.val), test=len(test), key_metric=key_metric.name)
     resolved = models.resolve(experiment.model)
     tokenizer = models.load_tokenizer(resolved, trust_remote_code=experiment.trust_remote_code)
     max_new = 16
@@ -64,10 +67,26 @@ def prepare(experiment: Experiment, store: Store, root: Path, record: RunRecord,
         answers = [s.answer for s in splits.train + splits.val]
         longest = max(len(tokenizer(a, add_special_tokens=False)["input_ids"]) for a in answers)
         max_new = longest + 8  # room for a slightly longer answer than any seen, no more
-    scorer = Scorer(store, tokenizer, task, labels, max_new, experiment.eval_batch_size, log)
+    scorer = Scorer(store, tokenizer, task, labels, max_new, experiment.eval_batch_size, events)
     return Prepared(splits, checks, quality, data_sha, data_path, task, labels, test,
                     Scoring(scorer, key_metric, other_metrics, name),
                     Models(resolved, tokenizer, experiment.trust_remote_code, experiment.allow_pickle))
+
+
+def test_draw(experiment: Experiment, data_sha: str) -> str:
+    """The identity of this run's test split draw, recorded with its look (`looks.draw_id`)."""
+    return looks.draw_id(data_sha, {"split": list(experiment.split), "seed": experiment.seed,
+                                    "max_rows": experiment.max_rows, "columns": experiment.columns,
+                                    "fresh_test": experiment.fresh_test})
+
+
+def _judged_elsewhere(experiment: Experiment, store: Store, root: Path) -> frozenset[str]:
+    """For `fresh_test`: the row keys judged on test at looks of other draws (the same draw run
+    again keeps out the same rows, so it draws the same fresh split). Empty otherwise."""
+    path = root / experiment.data if isinstance(experiment.data, (str, Path)) else None
+    if not experiment.fresh_test or path is None or not path.is_file():
+        return frozenset()
+    return ledger.judged_keys(store, experiment.name, other_than=test_draw(experiment, files.sha256_file(path)))
 
 
 def _metrics_for(experiment: Experiment, task: str) -> tuple[metrics.Metric, list[metrics.Metric]]:

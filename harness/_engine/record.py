@@ -79,7 +79,7 @@ def record_run(record: RunRecord, p: Prepared, test_rows: list, contenders: list
 
 
 def _approach_row(a: Approach, adapter_path: str | None = None, adapter_sha256: str | None = None) -> dict:
-    return {"approach": a.name, "kind": a.kind, "config": a.config, "prompt_tokens": a.prompt_tokens,
-            "generated_tokens": a.generated_tokens,
+    return {"approach": a.name, "kind": a.kind, "config": {**a.config, **a.calibration},
+            "prompt_tokens": a.prompt_tokens, "generated_tokens": a.generated_tokens,
             "latency_p50_ms": a.latency_p50_ms, "latency_p95_ms": a.latency_p95_ms,
             "train_seconds": a.train_seconds, "adapter_path": adapter_path, "adapter_sha256": adapter_sha256}

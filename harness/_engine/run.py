@@ -8,13 +8,14 @@ whole run to the store in one transaction; a run that fails is recorded as faile
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from harness._engine import baselines, evaluate
 from harness._engine.candidate import search, train_candidate
 from harness._engine.evaluate import Approach
+from harness._engine.events import Event, Events
 from harness._engine.gating import RegressionSuite, judge, plan_power
 from harness._engine.prepare import prepare
 from harness._engine.record import record_run, run_facts
@@ -40,20 +41,23 @@ class Result:
     curves: list[dict]
     split_sizes: dict[str, int]
     seconds: float
+    events: list[Event] = field(default_factory=list)  # what the engine reported, in order (_engine/events.py)
 
 
 def run_experiment(experiment: Experiment, store: Store, *, root: str | Path = ".",
                    log: Callable[[str], None] = print, work_dir: str | Path | None = None,
-                   sweep: bool = False, sweep_storage: str | None = None) -> Result:
+                   sweep: bool = False, sweep_storage: str | None = None,
+                   on_event: Callable[[Event], None] | None = None) -> Result:
     """Run one experiment end to end and record it. Raises HarnessError for a user's mistake.
 
     sweep: run the experiment's Sweep first (its best trial becomes the candidate); without
-    it a stored best trial of the same study is reused."""
+    it a stored best trial of the same study is reused. log gets each progress line;
+    on_event each Event as it happens (Result.events keeps them all)."""
     started = time.perf_counter()
     run_id = store.start_run(experiment.name, spec_file=experiment.spec_file, config=experiment.config())
-    record = RunRecord()
+    record, events = RunRecord(), Events(experiment.name, log, on_event)
     try:
-        return _run(experiment, store, run_id, record, Path(root), log, work_dir, started, sweep, sweep_storage)
+        return _run(experiment, store, run_id, record, Path(root), events, work_dir, started, sweep, sweep_storage)
     except HarnessError as e:
         store.fail_run(run_id, str(e), record)
         raise
@@ -63,29 +67,31 @@ def run_experiment(experiment: Experiment, store: Store, *, root: str | Path = "
 
 
 def run_sweep(experiment: Experiment, store: Store, *, root: str | Path = ".", log: Callable[[str], None] = print,
-              work_dir: str | Path | None = None, storage: str | None = None, trials: int | None = None):
+              work_dir: str | Path | None = None, storage: str | None = None, trials: int | None = None,
+              on_event: Callable[[Event], None] | None = None):
     """Only the experiment's sweep (as a worker of its study): no baselines, no test split, no run."""
     if experiment.sweep is None:
         raise SpecError(f"{experiment.name}: the spec declares no sweep; add sweep=Sweep(...) to the Experiment")
-    p = prepare(experiment, store, Path(root), RunRecord(), log)
-    return search(experiment, store, p, Path(root), log, work_dir, storage, trials)
+    events = Events(experiment.name, log, on_event)
+    p = prepare(experiment, store, Path(root), RunRecord(), events)
+    return search(experiment, store, p, Path(root), events, work_dir, storage, trials)
 
 
 def _run(experiment: Experiment, store: Store, run_id: str, record: RunRecord, root: Path,
-         log: Callable[[str], None], work_dir, started: float, sweep: bool, sweep_storage: str | None) -> Result:
-    p = prepare(experiment, store, root, record, log)
+         events: Events, work_dir, started: float, sweep: bool, sweep_storage: str | None) -> Result:
+    p = prepare(experiment, store, root, record, events)
     suite = RegressionSuite.declared(experiment, root)
     record.run_fields |= run_facts(experiment, p, root)
 
     # selection: train and validation only; the test split stays sealed
-    prompt_baselines = baselines.declare(experiment, p, root, log)
-    best, picked_on = baselines.pick_best(prompt_baselines, p.scoring, p.splits, log)
-    planned = plan_power(experiment, p, best, picked_on, log)  # stops an underpowered experiment here
+    prompt_baselines = baselines.declare(experiment, p, root, events)
+    best, picked_on = baselines.pick_best(prompt_baselines, p.scoring, p.splits, events)
+    planned = plan_power(experiment, p, best, picked_on, events, store)  # stops an underpowered experiment here
     if suite:  # scored before training, which wraps the base model in the adapter
         suite.score(p.scoring, "base", p.models.base_id, p.models.base)
     contenders, candidate = list(prompt_baselines.contenders), None
     if experiment.candidate is not None:
-        candidate = train_candidate(experiment, store, p, root, log, work_dir=work_dir, search_first=sweep,
+        candidate = train_candidate(experiment, store, p, root, events, work_dir=work_dir, search_first=sweep,
                                     storage=sweep_storage)
         contenders.append(candidate.contender)
         if suite:
@@ -94,9 +100,9 @@ def _run(experiment: Experiment, store: Store, run_id: str, record: RunRecord, r
     # final scoring: the test split is opened once, for what was already chosen
     test_rows = p.test.open("final scoring")
     prompt_baselines.embed_ahead(test_rows)
-    evaluate.score_on_test(p.scoring, contenders, test_rows, log)
+    evaluate.score_on_test(p.scoring, contenders, test_rows, events)
 
-    verdicts = judge(experiment, p, best, picked_on, candidate, suite, planned)
+    verdicts = judge(experiment, p, best, picked_on, candidate, suite, planned, store=store, record=record)
     record_run(record, p, test_rows, contenders, best, candidate, suite, verdicts)
     store.finish_run(run_id, record)
     return Result(run_id, experiment.name, p.task, p.scoring.key_metric.name,
@@ -104,4 +110,4 @@ def _run(experiment: Experiment, store: Store, run_id: str, record: RunRecord, r
                   candidate.approach if candidate else None, verdicts, p.checks,
                   candidate.curves if candidate else [],
                   {"train": len(p.splits.train), "val": len(p.splits.val), "test": len(p.test)},
-                  time.perf_counter() - started)
+                  time.perf_counter() - started, events.events)

@@ -6,6 +6,8 @@ import gc
 from typing import Callable
 
 from harness import models
+from harness._engine import events as kinds
+from harness._engine.events import Events
 from harness.scoring import batched, cache
 from harness.scoring.scored import Scored
 from harness.store import Store
@@ -16,9 +18,9 @@ class Scorer:
     classification, generation otherwise. The model is loaded only if something is missing."""
 
     def __init__(self, store: Store, tokenizer, task: str, labels: list[str], max_new_tokens: int,
-                 batch_size: int, log: Callable[[str], None]):
+                 batch_size: int, events: Events):
         self.store, self.tokenizer, self.task, self.labels = store, tokenizer, task, labels
-        self.max_new_tokens, self.batch_size, self.log = max_new_tokens, batch_size, log
+        self.max_new_tokens, self.batch_size, self.events = max_new_tokens, batch_size, events
 
     def __call__(self, model_id: str, get_model: Callable[[], object], message_lists: list[list[dict]],
                  what: str) -> Scored:
@@ -78,7 +80,8 @@ class Scorer:
         """Outputs from the cache where there, the model (loaded only then) for the rest."""
         scored, computed = cache.cached_score(self.store, model_id, get_model, score, prompts, decoding)
         if computed < len(prompts):
-            self.log(f"{what}: {len(prompts) - computed} of {len(prompts)} outputs from the cache")
+            self.events.emit(kinds.SCORING_CACHED, f"{what}: {len(prompts) - computed} of {len(prompts)} outputs "
+                             f"from the cache", what=what, cached=len(prompts) - computed, total=len(prompts))
         return scored
 
     def _progress(self, what: str, total: int):
@@ -86,7 +89,8 @@ class Scorer:
 
         def progress(done, total):
             if done == total or done % step < self.batch_size:
-                self.log(f"{what}: {done}/{total}")
+                self.events.emit(kinds.SCORING_PROGRESS, f"{what}: {done}/{total}", what=what, done=done,
+                                 total=total)
 
         return progress
 

@@ -27,6 +27,7 @@ from harness.errors import SpecError
 from harness.spec.experiment import QLoRA, Sweep
 from harness.store import workers
 from harness.store.db import best_of_trials
+from harness.store.record import Trial
 
 JOURNAL_NAME = "optuna-journal.log"
 HEARTBEAT_SECONDS = 30  # a remote worker silent for GRACE_SECONDS has its trial failed
@@ -278,7 +279,7 @@ def _is_rdb(storage) -> bool:
     return isinstance(storage, optuna.storages.RDBStorage)
 
 
-def best_trial(store, study: str) -> dict | None:
+def best_trial(store, study: str) -> Trial | None:
     """The stored trial with the best validation value (the earliest among equals)."""
     return best_of_trials(store.trials(study=study))
 

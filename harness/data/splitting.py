@@ -50,12 +50,18 @@ def _allocate(total: int, sizes: dict[str, int]) -> dict[str, int]:
     return out
 
 
-def split(samples: list[Sample], fractions: tuple, *, seed: int, stratify: bool) -> Splits:
+def split(samples: list[Sample], fractions: tuple, *, seed: int, stratify: bool,
+          judged: frozenset[str] | set[str] = frozenset(), source: str = "the data") -> Splits:
     """Deduplicate, then split seeded (stratified by answer for classification).
 
     Exact duplicates are dropped first (the first copy stays); rows that share an input after
     normalising (same text, different label or punctuation) move as one unit, so no input sits
     on both sides. Sizes count units; a unit of several rows lands whole in one split.
+
+    judged: row keys already judged on test (the store's ledger of looks, for `fresh_test`): a
+    unit holding one never goes to test, only to train or val, so the test split is disjoint from
+    every earlier look. Too few units never judged is a DataError naming `source`. With no unit
+    judged the split is the one drawn without `judged`.
     """
     unique = list({s.key: s for s in reversed(samples)}.values())[::-1]  # keep the first of each duplicate
     units: dict[str, list[Sample]] = {}
@@ -68,6 +74,8 @@ def split(samples: list[Sample], fractions: tuple, *, seed: int, stratify: bool)
     groups: dict[str, list[list[Sample]]] = defaultdict(list)
     for unit in units.values():
         groups[unit[0].answer.strip() if stratify else ""].append(unit)
+    if judged and any(s.key in judged for unit in units.values() for s in unit):
+        return _fresh_split(groups, n_train, n_val, n_test, rng, judged, source)
     sizes = {k: len(v) for k, v in sorted(groups.items())}
     test_n, val_n = _allocate(n_test, sizes), _allocate(n_val, sizes)
     train, val, test = [], [], []
@@ -77,6 +85,36 @@ def split(samples: list[Sample], fractions: tuple, *, seed: int, stratify: bool)
         test += group[:t]
         val += group[t:t + v]
         train += group[t + v:]
+    for part in (train, val, test):
+        rng.shuffle(part)
+    flat = lambda part: [s for unit in part for s in unit]
+    train, val, test = flat(train[:n_train]), flat(val), flat(test)
+    return Splits(train, val, test, content_hash(test))
+
+
+def _fresh_split(groups: dict[str, list[list[Sample]]], n_train: int, n_val: int, n_test: int, rng: random.Random,
+                 judged: frozenset[str] | set[str], source: str) -> Splits:
+    """`split` with test drawn only from units no row of which was judged on test before."""
+    fresh = {k: [u for u in g if not any(s.key in judged for s in u)] for k, g in sorted(groups.items())}
+    available = sum(map(len, fresh.values()))
+    if available < n_test:
+        total = sum(map(len, groups.values()))
+        raise DataError(f"fresh_test: {source} has {available} unique rows never judged on test (of {total}), "
+                        f"too few for a test split of {n_test}; add at least {n_test - available} new rows to "
+                        f"{source}, or give split= a smaller test size")
+    test_n = _allocate(n_test, {k: len(v) for k, v in fresh.items() if v})
+    val_n = _allocate(n_val, {k: len(v) for k, v in sorted(groups.items())})
+    train, val, test = [], [], []
+    for label, group in sorted(groups.items()):
+        candidates = list(fresh[label])
+        rng.shuffle(candidates)
+        t = test_n.get(label, 0)
+        chosen = {id(u) for u in candidates[:t]}
+        rest = [u for u in group if id(u) not in chosen]
+        rng.shuffle(rest)
+        test += candidates[:t]
+        val += rest[:val_n[label]]
+        train += rest[val_n[label]:]
     for part in (train, val, test):
         rng.shuffle(part)
     flat = lambda part: [s for unit in part for s in unit]

@@ -53,8 +53,8 @@ class DataStage:
 
 def prepare(source: str | Path | dict, *, root: str | Path = ".", split: tuple, seed: int, task: str | None = None,
             kind: str | None = None, allowed_labels: list[str] | None = None, max_rows: int | None = None,
-            columns: dict | None = None, near_threshold: float = NEAR_THRESHOLD, name: str | None = None
-            ) -> DataStage:
+            columns: dict | None = None, near_threshold: float = NEAR_THRESHOLD, name: str | None = None,
+            judged: frozenset[str] | set[str] = frozenset()) -> DataStage:
     """Read `source` (one file, or {"train": ..., "val": ..., "test": ...}, relative to `root`), then,
     in this order: infer the task, run the quality checks, split, run the leakage checks, and find the
     val/test labels train lacks. Nothing past reading raises: see `DataStage.refusal`.
@@ -80,6 +80,8 @@ def prepare(source: str | Path | dict, *, root: str | Path = ".", split: tuple, 
         `allowed_labels` are given, else inferred from all the samples.
     kind: the size guide's kind of dataset (DATASET_KINDS); default: the task.
     allowed_labels: the label set; classification rows outside it are errors (inferred sets only warn).
+    judged: row keys the store's ledger of looks has already judged on test for this experiment
+        (`Experiment.fresh_test`): they may go to train or val, never to test. Empty: the usual split.
     """
     root = Path(root)
     if name is not None:
@@ -109,7 +111,8 @@ def prepare(source: str | Path | dict, *, root: str | Path = ".", split: tuple, 
     so_far = [c for d in datasets.values() for c in d.checks] + quality
     if splits is None and not any(c.level == "error" for c in so_far):
         try:
-            splits = splitting.split(samples, split, seed=seed, stratify=task == "classification")
+            splits = splitting.split(samples, split, seed=seed, stratify=task == "classification", judged=judged,
+                                     source=f"data file {source}")
         except DataError as e:
             split_error = str(e)
     leakage = leakage_checks(splits, near_threshold=near_threshold) if splits is not None else []

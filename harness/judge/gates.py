@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict
 
-from harness.judge import power, stats
+from harness.judge import looks, power, stats
 from harness.judge.outcomes import DATA_QUALITY, FAIL, FIVE_PERCENT_RULE, INCONCLUSIVE, OVERFIT, PASS, SKIP, GateResult
 from harness.judge.units import uplift_text
 
@@ -66,7 +66,7 @@ def five_percent_rule(metric: str, candidate_scores: list[float], baseline_name:
                       *, threshold: float = 0.05, relative: bool = True, confidence: float = 0.95,
                       allow_inconclusive: bool = False, picked_on: str | None = None,
                       baseline_pick_score: float | None = None, planned: power.PowerStatement | None = None,
-                      seed: int = 0, resamples: int = stats.RESAMPLES) -> GateResult:
+                      seed: int = 0, resamples: int = stats.RESAMPLES, look: looks.Look | None = None) -> GateResult:
     """The candidate must beat the best baseline by `threshold`, judged on a paired bootstrap
     interval: PASS when its lower end clears the bar (a one-sided test at 2.5% for confidence
     0.95), FAIL when its upper end is below it, INCONCLUSIVE otherwise.
@@ -75,7 +75,15 @@ def five_percent_rule(metric: str, candidate_scores: list[float], baseline_name:
     relative rule over a baseline that scored below RELATIVE_MIN_BASELINE there is judged in
     absolute points instead, with the bar the relative rule has at that floor
     (threshold x RELATIVE_MIN_BASELINE: 0.5 points for 5%), so the bar never jumps: it is
-    threshold x max(baseline, floor) either way. The mode is fixed before test is opened."""
+    threshold x max(baseline, floor) either way. The mode is fixed before test is opened.
+
+    look: which look this judgement is at its test rows (harness/judge/looks.py, counted by the
+    store's ledger): its interval is computed at `confidence` spent over the budget of looks
+    (one-sided (1 - confidence) / 2 / budget), and a look beyond the budget is INCONCLUSIVE,
+    whatever its interval. None (a direct call): judged as a single look at `confidence`."""
+    declared_confidence = confidence
+    if look is not None:
+        confidence = look.confidence(declared_confidence)
     bar, judged_relative = judged_bar(threshold, relative, baseline_pick_score)
     floor_note = ""
     if judged_relative != relative:
@@ -87,18 +95,24 @@ def five_percent_rule(metric: str, candidate_scores: list[float], baseline_name:
                             confidence=confidence, resamples=resamples, seed=seed)
     unbounded = not all(map(math.isfinite, (u.uplift, u.low, u.high)))
     outcome = INCONCLUSIVE if unbounded else u.outcome  # an infinite ratio proves nothing either way
+    if look is not None and look.spent:
+        outcome = INCONCLUSIVE  # the budget of looks at these rows is spent: no verdict either way
     fmt = lambda x: uplift_text(x, u.relative)  # noqa: E731
     limit = f"{bar * 100:g}%" if u.relative else f"{bar * 100:.2g} pts"
     relation = {PASS: ">=", FAIL: "<"}.get(outcome, "vs")
     message = (f"{metric} {u.candidate:.3f} vs {baseline_name} {u.baseline:.3f}, uplift {fmt(u.uplift)} "
                f"({confidence * 100:g}% CI {fmt(u.low)}..{fmt(u.high)}) {relation} {limit} on {u.n} paired test rows")
     message += floor_note
+    if look is not None and look.counted:
+        message += f"; {look.text(declared_confidence)}"
+        if look.spent:
+            message += f": {look.spent_text()}"
     if unbounded:
         message += ("; the relative interval is unbounded (the baseline has almost no right answers on test): "
                     "set relative=False to judge in points")
     if outcome == PASS:
         message += f"; the lower end clears the bar (a one-sided test at {(1 - confidence) / 2:.1%})"
-    elif u.exact_gain_p is not None and not unbounded:
+    elif u.exact_gain_p is not None and not unbounded and u.outcome != PASS:
         message += (f"; the lower end clears the bar, but on {sum(u.discordant)} discordant rows the exact test "
                     f"does not confirm any gain (one-sided p={u.exact_gain_p:.3g} > {(1 - confidence) / 2:.3g})")
     if u.mcnemar_p is not None:
@@ -119,7 +133,10 @@ def five_percent_rule(metric: str, candidate_scores: list[float], baseline_name:
                    picked_on=picked_on, baseline_pick_score=baseline_pick_score, declared_threshold=threshold,
                    declared_relative=relative, relative_floor=RELATIVE_MIN_BASELINE,
                    power=statement.to_dict() if statement else None, outcome=outcome,
-                   planned=planned.to_dict() if planned else None)
+                   planned=planned.to_dict() if planned else None, declared_confidence=declared_confidence)
+    details.update(look.to_dict(declared_confidence) if look is not None else
+                   {"look": None, "looks_budget": None, "overlaps": [], "look_id": None, "repeat_of": None,
+                    "looks_spent": False, "alpha_one_sided": (1 - declared_confidence) / 2})
     if outcome == INCONCLUSIVE and allow_inconclusive:
         message += " (allowed by the spec)"
     return GateResult(FIVE_PERCENT_RULE, outcome, message, details)

@@ -69,7 +69,7 @@ class CostView:
 
 def cost_view(approaches: list, gpu_hour_price: float, calls: int | None = None, *, reference: str | None = None,
               device: str | None = None) -> CostView:
-    """Price every approach (the store's `approaches` rows).
+    """Price every approach (the store's `ApproachRecord`s).
 
     reference: the baseline to quote the candidate's break-even against, normally the gate's
     best baseline; None picks the baseline cheapest per call (the hardest to pay back against).
@@ -82,12 +82,12 @@ def cost_view(approaches: list, gpu_hour_price: float, calls: int | None = None,
     per_second = gpu_hour_price / 3600
     rows = []
     for a in approaches:
-        latency = a.get("latency_p50_ms")
+        latency = a.latency_p50_ms
         per_call = latency / 1000 * per_second if latency is not None else None
-        seconds = a.get("train_seconds")
-        kind = a.get("kind") or "baseline"
+        seconds = a.train_seconds
+        kind = a.kind or "baseline"
         rows.append(ApproachCost(
-            name=a["approach"], kind=kind, prompt_tokens=a.get("prompt_tokens"),
+            name=a.name, kind=kind, prompt_tokens=a.prompt_tokens,
             latency_ms=latency, cost_per_million=per_call * 1e6 if per_call is not None else None,
             cost_at_volume=per_call * calls if per_call is not None and calls is not None else None,
             training_cost=(seconds or 0.0) / 3600 * gpu_hour_price if kind == "candidate" else 0.0,

@@ -84,26 +84,26 @@ def _cost_reason(view: CostView, baseline: ApproachCost) -> str | None:
     return text
 
 
-def _retrieved(approaches: list[dict], name: str | None) -> bool:
+def _retrieved(approaches: list, name: str | None) -> bool:
     """Whether the named baseline is a retrieval baseline (its config names a knowledge source)."""
-    found = next((a for a in approaches if a["approach"] == name), None)
-    return found is not None and bool((found.get("config") or {}).get("knowledge"))
+    found = next((a for a in approaches if a.name == name), None)
+    return found is not None and bool(found.config.get("knowledge"))
 
 
-def recommend(gates: list[GateResult], approaches: list[dict], task: str | None, cost_view: CostView | None = None,
+def recommend(gates: list[GateResult], approaches: list, task: str | None, cost_view: CostView | None = None,
               knowledge_task: bool = False, *, model_params: int | None = None) -> Recommendation:
     """The action the measured results support, within the run's verdict, with the numbers behind it.
 
-    gates: the run's gate outcomes; approaches: its stored `approaches` rows.
+    gates: the run's gate outcomes; approaches: its approaches (`store.record.ApproachRecord`).
     knowledge_task: the spec says the task needs facts the base model may lack.
     model_params: the base model's parameter count (else the candidate config's total_params).
     """
     found = decision.decide(gates)
     rule = found.rule
     details = rule.details if rule is not None else {}
-    candidate = next((a for a in approaches if a.get("kind") == "candidate"), None)
+    candidate = next((a for a in approaches if a.kind == "candidate"), None)
     if model_params is None and candidate is not None:
-        model_params = (candidate.get("config") or {}).get("total_params")
+        model_params = candidate.config.get("total_params")
     reasons: list[str] = []
 
     def said(action: str, *more: str) -> Recommendation:
@@ -163,7 +163,12 @@ def recommend(gates: list[GateResult], approaches: list[dict], task: str | None,
                            f"without betting on training")
             return Recommendation(RETRIEVE, found.verdict, reasons + costs())
         planned = details.get("power") or {}
-        if planned.get("rows_80") and planned["rows_80"] < power.MAX_ROWS:
+        if details.get("looks_spent"):  # the ledger of looks: these rows may not be judged again
+            budget = details.get("looks_budget")
+            more = (f"this was look {details.get('look')} of {budget} at these test rows, so the budget of looks "
+                    f"declared at their first look is spent: draw a fresh test split (fresh_test=True in the spec, "
+                    f"with rows never judged added to the data) instead of re-judging these rows or a superset of them")
+        elif planned.get("rows_80") and planned["rows_80"] < power.MAX_ROWS:
             more = (f"about {calls_text(planned['rows_50'])}-{calls_text(planned['rows_80'])} test rows would give "
                     f"50%-80% power if the true uplift is {uplift_text(planned['alternative'], planned['relative'])} "
                     f"({planned['alternative_is']}); {details.get('n', 0)} now. Draw them as a fresh test split: "
@@ -206,28 +211,25 @@ def format_summary(view: CostView | None, recommendation: Recommendation | None)
     return lines
 
 
-def for_run(store, run: dict, *, gpu_hour_price: float | None = None, calls: int | None = None,
+def for_run(stored, *, gpu_hour_price: float | None = None, calls: int | None = None,
             knowledge_task: bool | None = None) -> tuple[CostView | None, Recommendation]:
-    """The cost view and recommendation of a stored run, from the store alone (for the report
-    and the terminal summary).
+    """The cost view and recommendation of a stored run (`store.record.StoredRun`), from what
+    the store recorded alone (for the report and the terminal summary).
 
     Price, volume and the knowledge-task flag come from the arguments (the command line) when
     given, else from the run's spec (`gpu_hour_price`, `calls`, `knowledge_task` in its config);
     without a price there is no cost view, and the recommendation rests on the gates alone.
     """
-    config = run.get("config") or {}
-    price = gpu_hour_price if gpu_hour_price is not None else config.get("gpu_hour_price")
-    volume = calls if calls is not None else config.get("calls")
-    knowledge = knowledge_task if knowledge_task is not None else bool(config.get("knowledge_task", False))
-    approaches = store.rows("approaches", run["run_id"])
-    gates = store.gates(run["run_id"])
+    run, approaches, gates = stored.run, stored.approaches, stored.gates
+    price = gpu_hour_price if gpu_hour_price is not None else run.config.get("gpu_hour_price")
+    volume = calls if calls is not None else run.config.get("calls")
+    knowledge = knowledge_task if knowledge_task is not None else bool(run.config.get("knowledge_task", False))
     view = None
     if price:
-        rule = next((g for g in gates if g.gate == FIVE_PERCENT_RULE), None)
-        reference = rule.details.get("baseline") if rule is not None else None
-        if reference not in {a["approach"] for a in approaches if a["kind"] == "baseline"}:
+        reference = run.best_baseline
+        if reference not in {a.name for a in approaches if a.kind == "baseline"}:
             reference = None
-        hardware = (run.get("provenance") or {}).get("hardware") or {}
+        hardware = run.provenance.get("hardware") or {}
         view = cost_view(approaches, price, volume, reference=reference,
                          device=hardware.get("gpu") or hardware.get("device"))
-    return view, recommend(gates, approaches, run.get("task"), view, knowledge)
+    return view, recommend(gates, approaches, run.task, view, knowledge)

@@ -61,8 +61,7 @@ def write_reports(store: Store, out_dir: str | Path, *, gpu_hour_price: float | 
         page = experiment_context(name, data[name])
         page["cost_view"], page["recommendation"] = None, None
         if data[name]["shown"] is not None:
-            view, recommended = recommendation.for_run(store, data[name]["shown"], gpu_hour_price=gpu_hour_price,
-                                                       calls=calls)
+            view, recommended = recommendation.for_run(data[name]["shown"], gpu_hour_price=gpu_hour_price, calls=calls)
             page["cost_view"] = view.to_dict() if view else None
             page["recommendation"] = recommended.to_dict()
         try:

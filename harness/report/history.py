@@ -10,29 +10,31 @@ from typing import Any
 
 from harness.report.format import shorten
 from harness.report.summary import run_summary, verdict
+from harness.store.record import Run, StoredRun
 
 MAX_CONFIG_CHANGES = 8   # config keys listed per run; the rest are counted
 
 
-def history(runs: list[dict], shown: dict | None) -> list[dict]:
+def history(runs: list[StoredRun], shown: StoredRun | None) -> list[dict]:
     """One row per run (runs oldest first, rows newest first): its verdict, its summary if it
     completed, its error if it failed, and what changed since the run before it."""
     rows = []
-    for i, run in enumerate(runs):
-        s = run_summary(run) if run["status"] == "complete" else None
-        rows.append({"run_id": run["run_id"], "started_at": run["started_at"], "status": run["status"],
-                     "summary": s, "verdict": verdict(run), "shown": run is shown,
-                     "error": run.get("error"), "changes": _changes(run, runs[:i])})
+    for i, stored in enumerate(runs):
+        run = stored.run
+        s = run_summary(stored) if run.status == "complete" else None
+        rows.append({"run_id": run.run_id, "started_at": run.started_at, "status": run.status,
+                     "summary": s, "verdict": verdict(stored), "shown": stored is shown,
+                     "error": run.error, "changes": _changes(run, [r.run for r in runs[:i]])})
     return list(reversed(rows))
 
 
-def _changes(run: dict, earlier: list[dict]) -> list[str]:
+def _changes(run: Run, earlier: list[Run]) -> list[str]:
     """What changed since the previous run: config keys, data, model, test split, code."""
     if not earlier:
         return ["first run"]
     prev = earlier[-1]
     changes = []
-    a, b = _flatten(prev.get("config") or {}), _flatten(run.get("config") or {})
+    a, b = _flatten(prev.config), _flatten(run.config)
     keys = sorted(set(a) | set(b))
     diff = [k for k in keys if a.get(k) != b.get(k)]
     for k in diff[:MAX_CONFIG_CHANGES]:
@@ -42,16 +44,16 @@ def _changes(run: dict, earlier: list[dict]) -> list[str]:
 
     def last(field):  # the field as of the most recent earlier run that recorded it
         for r in reversed(earlier):
-            if r.get(field):
-                return r[field]
+            if getattr(r, field):
+                return getattr(r, field)
         return None
 
     def prov_commit(r):
-        return (r.get("provenance") or {}).get("git_commit")
+        return r.provenance.get("git_commit")
 
     for field, label in (("data_sha256", "data changed"), ("test_sha256", "test split changed"),
                          ("model", "model changed"), ("model_sha256", "model weights changed")):
-        before, now = last(field), run.get(field)
+        before, now = last(field), getattr(run, field)
         if before and now and before != now:
             if field == "model":
                 label = f"model {before} → {now}"

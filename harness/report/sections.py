@@ -15,10 +15,11 @@ from typing import Any, Iterable
 from harness.judge.outcomes import FAIL, FIVE_PERCENT_RULE, SKIP
 from harness.report.format import finite_or_none, fmt_num, fmt_when, is_finite, shorten
 from harness.report.history import history
-from harness.report.summary import gate_map, headline, metric_table, run_decision, run_summary
+from harness.report.summary import headline, run_decision, run_summary
 from harness.report.svg import bar_chart, interval_chart, line_chart, sparkline, wants_log_axis
 from harness.report.sweep import sweep_section
 from harness.scoring import separation
+from harness.store.record import CurvePoint, StoredRun
 
 MAX_FLIPS = 300          # rows per direction shown in the flips table
 MAX_CHECK_LINES = 20     # line numbers listed per data-quality check
@@ -32,17 +33,16 @@ def experiment_context(name: str, data: dict) -> dict:
     shown = data["shown"]
     latest = runs[-1]
     ctx: dict[str, Any] = {"name": name, "runs": len(runs), "refused": None, "shown": shown is not None,
-                           "latest_status": latest["status"], "latest_started": latest["started_at"],
+                           "latest_status": latest.run.status, "latest_started": latest.run.started_at,
                            "latest_failed": None, "history": history(runs, shown),
-                           "complete_runs": sum(1 for r in runs if r["status"] == "complete"),
+                           "complete_runs": sum(1 for r in runs if r.run.status == "complete"),
                            "sparkline": None, "sweep": None, "ceiling": None}
-    scores = [run_summary(r)["candidate_score"] for r in runs if r["status"] == "complete"]
+    scores = [run_summary(r)["candidate_score"] for r in runs if r.run.status == "complete"]
     if sum(1 for v in scores if is_finite(v)) >= 2:  # one point is not a trend
         ctx["sparkline"] = sparkline(scores)
-    if latest is not shown and latest["status"] == "failed":
-        ctx["latest_failed"] = {"run_id": latest["run_id"], "started_at": latest["started_at"],
-                                "error": latest.get("error") or "(no error recorded)",
-                                "checks": _checks(latest.get("checks", []))}
+    if latest is not shown and latest.run.status == "failed":
+        ctx["latest_failed"] = {"run_id": latest.run.run_id, "started_at": latest.run.started_at,
+                                "error": latest.run.error or "(no error recorded)", "checks": _checks(latest.checks)}
     if shown is None:
         ctx.update(verdict={"label": "No complete run", "cls": "skip"}, summary=None)
     else:
@@ -50,20 +50,18 @@ def experiment_context(name: str, data: dict) -> dict:
     return ctx
 
 
-def _run_sections(run: dict, sweep: dict | None) -> dict:
+def _run_sections(stored: StoredRun, sweep: dict | None) -> dict:
     """Every section about the one run a page shows."""
-    summary = run_summary(run)
-    metrics = metric_table(run)
-    ordered_gates = sorted(gate_map(run).values(),
-                           key=lambda g: (g["gate"] != FIVE_PERCENT_RULE, g["outcome"] != FAIL, g["gate"]))
-    approaches = _approaches(run, metrics, summary)
-    ceiling = _prompt_ceiling(approaches["rows"], metrics, run, summary)
+    summary = run_summary(stored)
+    metrics = stored.metrics
+    ordered_gates = sorted(stored.gates, key=lambda g: (g.gate != FIVE_PERCENT_RULE, g.outcome != FAIL, g.gate))
+    approaches = _approaches(stored, summary)
+    ceiling = _prompt_ceiling(approaches["rows"], metrics, stored.predictions, summary)
     ticks, reference = (ceiling or {}).get("ticks"), (ceiling or {}).get("reference")
     return {
-        "verdict": summary["verdict"], "summary": summary, "headline": headline(summary, run_decision(run)),
-        "run": run, "gates": ordered_gates,
-        "why": [g for g in ordered_gates
-                if g.get("message") and (g["outcome"] != SKIP or g["gate"] == FIVE_PERCENT_RULE)],
+        "verdict": summary["verdict"], "summary": summary, "headline": headline(summary, run_decision(stored)),
+        "run": stored.run, "gates": ordered_gates,
+        "why": [g for g in ordered_gates if g.message and (g.outcome != SKIP or g.gate == FIVE_PERCENT_RULE)],
         "interval_svg": interval_chart(summary["uplift"], summary["low"], summary["high"], summary["threshold"],
                                        summary["relative"], summary["rule_outcome"],
                                        axis_label=_uplift_axis(summary)),
@@ -72,11 +70,11 @@ def _run_sections(run: dict, sweep: dict | None) -> dict:
                                label=f"{summary['key'] or 'key metric'} on test"
                                + (" (tick: best cut of its label scores)" if ticks else ""),
                                ticks=ticks, reference=reference),
-        "cost": _cost(run, summary),
-        "curves": loss_curves(run.get("curves", [])),
-        "flips": _flips(run.get("predictions", []), summary["baseline"], summary["candidate"]),
-        "checks": _checks(run.get("checks", [])),
-        "provenance": _provenance(run),
+        "cost": _cost(stored, summary),
+        "curves": loss_curves(stored.curves),
+        "flips": _flips(stored.predictions, summary["baseline"], summary["candidate"]),
+        "checks": _checks(stored.checks),
+        "provenance": _provenance(stored),
         "sweep": sweep_section(sweep, summary["key"]) if sweep else None,
     }
 
@@ -84,7 +82,7 @@ def _run_sections(run: dict, sweep: dict | None) -> dict:
 NO_SIGNAL_AUC = 0.6  # below this, a prompt's label scores barely rank the classes
 
 
-def _prompt_ceiling(approach_rows: list[dict], metrics: dict, run: dict, summary: dict) -> dict | None:
+def _prompt_ceiling(approach_rows: list[dict], metrics: dict, predictions: list[dict], summary: dict) -> dict | None:
     """Can a prompt do better? For label-scored accuracy: each approach's test score beside its
     label scores' separation (AUC) and the best cut of them (a ceiling for any calibration),
     against always answering the most common label; then what that says, in sentences.
@@ -102,7 +100,7 @@ def _prompt_ceiling(approach_rows: list[dict], metrics: dict, run: dict, summary
             for a in approach_rows if a["name"] in test]
     prior = finite_or_none(test[baselines[0]].get("majority_class_rate"))
     shown = summary["baseline"] or baselines[0]
-    answers = Counter(p.get("reference") for p in run.get("predictions", []) if p.get("approach") == shown)
+    answers = Counter(p.get("reference") for p in predictions if p.get("approach") == shown)
     always = (f'always answering "{answers.most_common(1)[0][0]}"' if answers
               else "always answering the most common label")
     return {"rows": rows, "findings": _ceiling_findings(rows, prior, always), "prior": prior, "always": always,
@@ -151,10 +149,11 @@ def _uplift_axis(summary: dict) -> str:
             f"{summary['baseline'] or 'best baseline'}")
 
 
-def _approaches(run: dict, metrics: dict, summary: dict) -> dict:
-    rows_by_name = {a["approach"]: a for a in run.get("approaches", [])}
-    names = [a["approach"] for a in run.get("approaches", []) if a.get("kind") != "candidate"]
-    names += [a["approach"] for a in run.get("approaches", []) if a.get("kind") == "candidate"]
+def _approaches(stored: StoredRun, summary: dict) -> dict:
+    metrics = stored.metrics
+    rows_by_name = {a.name: a for a in stored.approaches}
+    names = [a.name for a in stored.approaches if a.kind != "candidate"]
+    names += [a.name for a in stored.approaches if a.kind == "candidate"]
     # metrics of names with no approach row (e.g. the regression suite's "base") only when they
     # have val/test scores: the suite has its own rows in the gate table
     names += sorted(n for n in metrics if n not in rows_by_name and {"val", "test"} & set(metrics[n]))
@@ -168,15 +167,15 @@ def _approaches(run: dict, metrics: dict, summary: dict) -> dict:
     splits = [s for s in ("val", "test") if any(s in metrics.get(a, {}) for a in names)]
     rows = []
     for approach in names:
-        a = rows_by_name.get(approach, {})
-        role = ("candidate" if a.get("kind") == "candidate" or approach == summary["candidate"]
+        a = rows_by_name.get(approach)
+        role = ("candidate" if (a and a.kind == "candidate") or approach == summary["candidate"]
                 else "best" if approach == summary["baseline"] else "baseline")
-        rows.append({"name": approach, "kind": a.get("kind", "?"), "role": role,
+        rows.append({"name": approach, "kind": a.kind if a else "?", "role": role,
                      "values": [[metrics.get(approach, {}).get(s, {}).get(m) for s in splits] for m in metric_names],
-                     "key_test": metrics.get(approach, {}).get("test", {}).get(key) if key else None,
-                     "prompt_tokens": a.get("prompt_tokens"), "p50": a.get("latency_p50_ms"),
-                     "p95": a.get("latency_p95_ms"), "train_seconds": a.get("train_seconds"),
-                     "config": config_view(a.get("config"), approach)})
+                     "key_test": stored.score(approach),
+                     "prompt_tokens": a and a.prompt_tokens, "p50": a and a.latency_p50_ms,
+                     "p95": a and a.latency_p95_ms, "train_seconds": a and a.train_seconds,
+                     "config": config_view(a.config if a else None, approach)})
     return {"metrics": metric_names, "splits": splits, "rows": rows}
 
 
@@ -200,27 +199,26 @@ def config_view(config: Any, name: str) -> dict | None:
             "full": json.dumps(config, indent=2, ensure_ascii=False, default=str)}
 
 
-def _cost(run: dict, summary: dict) -> dict:
-    by_name = {a["approach"]: a for a in run.get("approaches", [])}
-    base, cand = by_name.get(summary["baseline"] or "", {}), by_name.get(summary["candidate"] or "", {})
-    prov = run.get("provenance") or {}
+def _cost(stored: StoredRun, summary: dict) -> dict:
+    base, cand = stored.approach(summary["baseline"]), stored.approach(summary["candidate"])
+    prov = stored.run.provenance
     hardware = prov.get("hardware") or {}
     device = hardware.get("gpu") or hardware.get("device") or prov.get("device")
-    return {"train_seconds": cand.get("train_seconds"), "device": device or (cand.get("config") or {}).get("device"),
-            "base_tokens": base.get("prompt_tokens"), "cand_tokens": cand.get("prompt_tokens"),
-            "base_p50": base.get("latency_p50_ms"), "cand_p50": cand.get("latency_p50_ms"),
-            "base_p95": base.get("latency_p95_ms"), "cand_p95": cand.get("latency_p95_ms")}
+    return {"train_seconds": cand and cand.train_seconds, "device": device or (cand.config.get("device") if cand else None),
+            "base_tokens": base and base.prompt_tokens, "cand_tokens": cand and cand.prompt_tokens,
+            "base_p50": base and base.latency_p50_ms, "cand_p50": cand and cand.latency_p50_ms,
+            "base_p95": base and base.latency_p95_ms, "cand_p95": cand and cand.latency_p95_ms}
 
 
-def loss_curves(rows: list[dict]) -> list[dict]:
+def loss_curves(rows: list[CurvePoint]) -> list[dict]:
     """One chart per approach of its training and validation loss by step (stored curve rows),
     on a log axis when the loss spans a decade or more, with each epoch's end marked."""
     by_approach: dict[str, dict[str, list]] = {}
     epochs: dict[str, list[tuple[float, float]]] = {}
     for c in rows:
-        by_approach.setdefault(c["approach"], {}).setdefault(c["split"], []).append((c["step"], c["loss"]))
-        if is_finite(c.get("epoch")) and is_finite(c.get("step")) and c["epoch"] > 0:
-            epochs.setdefault(c["approach"], []).append((c["step"], c["epoch"]))
+        by_approach.setdefault(c.approach, {}).setdefault(c.split, []).append((c.step, c.loss))
+        if is_finite(c.epoch) and is_finite(c.step) and c.epoch > 0:
+            epochs.setdefault(c.approach, []).append((c.step, c.epoch))
     charts = []
     for approach, splits in by_approach.items():
         series = [{"label": f"{split} loss", "points": sorted(pts, key=lambda p: (p[0] is None, p[0] or 0)),
@@ -297,8 +295,9 @@ def _checks(rows: list[dict]) -> list[dict]:
     return out
 
 
-def _provenance(run: dict) -> dict:
-    prov = run.get("provenance") or {}
+def _provenance(stored: StoredRun) -> dict:
+    run = stored.run
+    prov = run.provenance
     versions = prov.get("versions") or {}
     hardware = prov.get("hardware") or {}
     seeds = prov.get("seeds") or {}
@@ -306,20 +305,19 @@ def _provenance(run: dict) -> dict:
         seeds = {"seed": prov.get("seed")}
     if not hardware and prov.get("device"):
         hardware = {"device": prov.get("device")}
-    adapters = [{"approach": a["approach"], "path": a.get("adapter_path"), "sha256": a.get("adapter_sha256")}
-                for a in run.get("approaches", []) if a.get("adapter_path") or a.get("adapter_sha256")]
+    adapters = [{"approach": a.name, "path": a.adapter_path, "sha256": a.adapter_sha256}
+                for a in stored.approaches if a.adapter_path or a.adapter_sha256]
     known = {"git_commit", "versions", "hardware", "seeds", "seed", "device"}
     extra = {k: v for k, v in prov.items() if k not in known}
-    config = run.get("config")
+    config = run.config
     return {
-        "items": [("run id", run["run_id"], False), ("spec file", run.get("spec_file"), False),
-                  ("started", fmt_when(run.get("started_at")), False),
-                  ("finished", fmt_when(run.get("finished_at")), False),
+        "items": [("run id", run.run_id, False), ("spec file", run.spec_file, False),
+                  ("started", fmt_when(run.started_at), False), ("finished", fmt_when(run.finished_at), False),
                   ("git commit", prov.get("git_commit"), True),
-                  ("task", run.get("task"), False), ("key metric", run.get("key_metric"), False),
-                  ("model", run.get("model"), False), ("model sha256", run.get("model_sha256"), True),
-                  ("data", run.get("data_path"), False), ("data sha256", run.get("data_sha256"), True),
-                  ("test split sha256", run.get("test_sha256"), True)],
+                  ("task", run.task, False), ("key metric", run.key_metric, False),
+                  ("model", run.model, False), ("model sha256", run.model_sha256, True),
+                  ("data", run.data_path, False), ("data sha256", run.data_sha256, True),
+                  ("test split sha256", run.test_sha256, True)],
         "versions": sorted((str(k), _plain(v)) for k, v in versions.items()),
         "hardware": sorted((str(k), _plain(v)) for k, v in hardware.items()),
         "seeds": sorted((str(k), _plain(v)) for k, v in seeds.items()),

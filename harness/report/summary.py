@@ -1,4 +1,4 @@
-"""What a run says: its metric table, its headline numbers, its verdict and the sentence under it.
+"""What a run says: its headline numbers, its verdict and the sentence under it.
 
 The verdict is not worked out here: it is `harness.judge.decision`'s, asked with the run's
 gates and status, the same decider the pytest items, export and the CLI ask.
@@ -7,111 +7,50 @@ from __future__ import annotations
 
 from harness.judge import decision, power
 from harness.judge.decision import FINE_TUNE, KEEP_PROMPTING
-from harness.judge.outcomes import FAIL, FIVE_PERCENT_RULE, SKIP, GateResult
-from harness.report.format import badge_class, finite_or_none, fmt_threshold, fmt_uplift, is_finite
+from harness.judge.outcomes import FAIL, FIVE_PERCENT_RULE, SKIP
+from harness.report.format import badge_class, finite_or_none, fmt_threshold, fmt_uplift
+from harness.store.record import StoredRun
 
 
-def metric_table(run: dict) -> dict[str, dict[str, dict[str, float]]]:
-    """approach -> split -> metric -> value."""
-    table: dict[str, dict[str, dict[str, float]]] = {}
-    for m in run.get("metrics", []):
-        table.setdefault(m["approach"], {}).setdefault(m["split"], {})[m["metric"]] = m["value"]
-    return table
-
-
-def gate_map(run: dict) -> dict[str, dict]:
-    return {g["gate"]: g for g in run.get("gates", [])}
-
-
-def _key_metric(run: dict) -> str | None:
-    if run.get("key_metric"):
-        return run["key_metric"]
-    details = _details(gate_map(run).get(FIVE_PERCENT_RULE))
-    return details.get("metric") or (run.get("config") or {}).get("metric")
-
-
-def _details(gate: dict | None) -> dict:
-    return (gate or {}).get("details") or {}
-
-
-def _candidate_name(run: dict) -> str | None:
-    for a in run.get("approaches", []):
-        if a.get("kind") == "candidate":
-            return a["approach"]
-    names = {m["approach"] for m in run.get("metrics", [])}
-    return "candidate" if "candidate" in names else None
-
-
-def _best_baseline(run: dict, metrics: dict, key: str | None) -> str | None:
-    """The best baseline as the run picked it (stored since the best_baseline migration); for
-    an older run, as its five-percent rule named it, else the best on val (then test)."""
-    if run.get("best_baseline"):
-        return run["best_baseline"]
-    named = _details(gate_map(run).get(FIVE_PERCENT_RULE)).get("baseline")
-    baselines = [a["approach"] for a in run.get("approaches", []) if a.get("kind") == "baseline"]
-    if named in baselines or named in metrics:
-        return named
-    if not baselines or key is None:
-        return baselines[0] if baselines else None
-    for split in ("val", "test"):
-        scored = [(v, b) for b in baselines if is_finite(v := metrics.get(b, {}).get(split, {}).get(key))]
-        if scored:
-            return max(scored)[1]
-    return baselines[0]
-
-
-def run_summary(run: dict) -> dict:
+def run_summary(stored: StoredRun) -> dict:
     """The headline numbers of one run: scores, uplift and interval, verdict."""
-    metrics = metric_table(run)
-    key = _key_metric(run)
-    gates = gate_map(run)
-    rule = gates.get(FIVE_PERCENT_RULE)
-    details = _details(rule)
-    config = run.get("config") or {}
-    candidate = _candidate_name(run)
-    baseline = _best_baseline(run, metrics, key)
+    run, rule = stored.run, stored.gate(FIVE_PERCENT_RULE)
+    details = rule.details if rule else {}
+    candidate = stored.candidate.name if stored.candidate else None
+    baseline = run.best_baseline
 
-    def score(approach, split="test"):
-        return metrics.get(approach, {}).get(split, {}).get(key) if approach and key else None
+    def number(key, fallback=None):
+        value = finite_or_none(details.get(key))
+        return finite_or_none(fallback) if value is None else value
 
-    cand_score = finite_or_none(details.get("candidate_score"))
-    if cand_score is None:
-        cand_score = finite_or_none(details.get("candidate"))
-    if cand_score is None:
-        cand_score = score(candidate)
-    base_score = finite_or_none(details.get("baseline_score"))
-    if base_score is None:
-        base_score = score(baseline)
-    relative = details.get("relative", config.get("relative", True))
-    relative = bool(relative) if relative is not None else True
-    threshold = finite_or_none(details.get("threshold"))
-    if threshold is None:
-        threshold = finite_or_none(config.get("threshold"))
-    confidence = finite_or_none(details.get("confidence")) or finite_or_none(config.get("confidence"))
+    relative = details.get("relative", run.config.get("relative", True))
     return {
-        "run_id": run["run_id"], "status": run["status"], "key": key, "candidate": candidate, "baseline": baseline,
-        "candidate_score": cand_score, "baseline_score": base_score,
-        "uplift": finite_or_none(details.get("uplift")), "low": finite_or_none(details.get("low")),
-        "high": finite_or_none(details.get("high")),
-        "n": details.get("n"), "mcnemar_p": finite_or_none(details.get("mcnemar_p")),
-        "threshold": threshold, "relative": relative, "confidence": confidence,
-        "rule_outcome": rule["outcome"] if rule else None,
+        "run_id": run.run_id, "status": run.status, "key": run.key_metric, "candidate": candidate,
+        "baseline": baseline,
+        "candidate_score": number("candidate_score", stored.score(candidate)),
+        "baseline_score": number("baseline_score", stored.score(baseline)),
+        "uplift": number("uplift"), "low": number("low"), "high": number("high"),
+        "n": details.get("n"), "mcnemar_p": number("mcnemar_p"),
+        "threshold": number("threshold", run.config.get("threshold")),
+        "relative": bool(relative) if relative is not None else True,
+        "confidence": number("confidence", run.config.get("confidence")),
+        "rule_outcome": rule.outcome if rule else None,
         "planned": power.PowerStatement(**details["planned"]).text() if details.get("planned") else None,
-        "verdict": verdict(run),
+        "verdict": verdict(stored),
     }
 
 
-def verdict(run: dict) -> dict:
+def verdict(stored: StoredRun) -> dict:
     """The run's verdict as `judge.decision` decides it, for the badge: label, class, why, and
     the INCONCLUSIVE gates the spec let through (named, so no pass is silent)."""
-    found = run_decision(run)
+    found = run_decision(stored)
     return {"label": found.verdict, "cls": badge_class(found.verdict), "reason": found.reason,
             "ci_passed": found.passed, "allowed": [decision.policy_note(g) for g in found.allowed]}
 
 
-def run_decision(run: dict) -> decision.Decision:
-    """`judge.decision`'s decision for a stored run: its gate rows, typed, and its status."""
-    return decision.decide([GateResult.from_row(g) for g in run.get("gates", [])], status=run.get("status"))
+def run_decision(stored: StoredRun) -> decision.Decision:
+    """`judge.decision`'s decision for a stored run, from its gates and status."""
+    return decision.decide(stored.gates, status=stored.run.status)
 
 
 def headline(summary: dict, found: decision.Decision) -> str:

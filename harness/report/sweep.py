@@ -13,6 +13,7 @@ from markupsafe import Markup
 from harness.report.format import finite_or_none, fmt_float, fmt_num, fmt_tokens, is_finite, shorten
 from harness.report.svg import TRIAL_COLORS, line_chart, scatter_chart, wants_log_axis
 from harness.store.db import best_of_trials
+from harness.store.record import Trial
 
 TRIAL_STATES = ("COMPLETE", "PRUNED", "FAIL")
 _STATE_LABELS = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed"}
@@ -23,10 +24,11 @@ LOG_X_PARAMS = {"learning_rate"}
 
 def sweep_section(found: dict, run_key: str | None) -> dict:
     """The sweep section: which configuration won, what the sweep cost, and its trials drawn."""
-    trials = [_trial(t) for t in found["trials"]]
     # the same pick as the one that made the candidate: higher is better for the sweep's objective,
     # ties go to the earlier trial
-    best = best_of_trials(trials)
+    winner = best_of_trials(found["trials"])
+    trials = [_trial(t) for t in found["trials"]]
+    best = next((t for t in trials if winner is not None and t["number"] == winner.number), None)
     params = _searched_params(trials)
     for t in trials:
         t["best"] = t is best
@@ -50,14 +52,13 @@ def sweep_section(found: dict, run_key: str | None) -> dict:
     }
 
 
-def _trial(row: dict) -> dict:
-    """One stored trial as the section shows it: numbers finite or None, a missing JSON field empty."""
-    state = str(row.get("state") or "?").upper()
-    return {"number": row.get("number"), "state": state, "state_label": _STATE_LABELS.get(state, state.lower()),
-            "params": row.get("params") or {}, "key_metric": row.get("key_metric"),
-            "value": finite_or_none(row.get("value")), "steps": finite_or_none(row.get("steps")),
-            "seconds": finite_or_none(row.get("seconds")), "worker": row.get("worker"), "error": row.get("error"),
-            "curves": row.get("curves") or []}
+def _trial(trial: Trial) -> dict:
+    """One stored trial as the section shows it: numbers finite or None."""
+    state = str(trial.state or "?").upper()
+    return {"number": trial.number, "state": state, "state_label": _STATE_LABELS.get(state, state.lower()),
+            "params": trial.params, "key_metric": trial.key_metric, "value": finite_or_none(trial.value),
+            "steps": finite_or_none(trial.steps), "seconds": finite_or_none(trial.seconds), "worker": trial.worker,
+            "error": trial.error, "curves": trial.curves}
 
 
 def _searched_params(trials: list[dict]) -> list[str]:

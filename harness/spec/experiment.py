@@ -229,6 +229,14 @@ class Experiment:
     bootstrap_seed, resamples: the gates' bootstrap, kept apart from `seed` so that trying
         another bootstrap draw never means another test split; the Monte Carlo error of the
         interval ends is reported with every verdict.
+    looks: how many judgements of the five-percent rule the team plans on these test rows,
+        declared before the first (default 1). The store keeps a ledger of looks: a run whose
+        test rows overlap rows already judged is look k, every look is judged at one-sided
+        2.5% / looks (Bonferroni), and a look beyond the budget recorded at the first look of
+        those rows is INCONCLUSIVE. Raising it later buys nothing. See docs/statistics.md.
+    fresh_test: draw the test split only from rows the ledger has never judged for this
+        experiment (they may still go to train and val), so the new split starts afresh at
+        look 1; for a single data file with rows added since the last look.
     """
 
     name: str
@@ -257,6 +265,8 @@ class Experiment:
     resamples: int = 20_000
     underpowered: str = "fail"
     confidence: float = 0.95
+    looks: int = 1
+    fresh_test: bool = False
     eval_batch_size: int = 16
     trust_remote_code: bool = False
     allow_pickle: bool = False
@@ -333,6 +343,14 @@ class Experiment:
                             f"threshold in points, e.g. threshold=0.01")
         if not 0.5 < self.confidence < 1:
             raise SpecError(f"{where}: confidence must be in (0.5, 1) (got {self.confidence!r})")
+        if not isinstance(self.looks, int) or isinstance(self.looks, bool) or self.looks < 1:
+            raise SpecError(f"{where}: looks must be a positive integer, the judgements planned on the test rows "
+                            f"(got {self.looks!r}); e.g. looks=3")
+        if not isinstance(self.fresh_test, bool):
+            raise SpecError(f"{where}: fresh_test must be True or False (got {self.fresh_test!r})")
+        if self.fresh_test and isinstance(self.data, dict):
+            raise SpecError(f"{where}: fresh_test draws the test split from one data file, but data names split "
+                            f"files; give a new test file instead, or a single data file")
 
     @property
     def key_metric(self) -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
@@ -25,7 +25,8 @@ from filelock import FileLock
 
 from harness.errors import StoreError
 from harness.judge.outcomes import GateResult
-from harness.store import workers
+from harness.store import ledger, upgrade, workers
+from harness.store.record import ApproachRecord, CurvePoint, MetricTable, Run, StoredRun, Trial
 
 DEFAULT_PATH = ".harness/harness.duckdb"
 
@@ -131,6 +132,27 @@ MIGRATIONS: list[tuple[str, str]] = [
         -- candidate is gated against, so that readers need not pick it again
         ALTER TABLE runs ADD COLUMN best_baseline VARCHAR;
     """),
+    ("create_ledger_of_looks", """
+        -- Every judgement of the five-percent rule on a sealed test split, by the hashes of its rows
+        -- (harness/store/ledger.py): a run whose test rows overlap rows already judged is a repeated look.
+        CREATE TABLE test_looks (
+            experiment VARCHAR NOT NULL,
+            look_id VARCHAR NOT NULL,            -- hash of the sorted row keys and what decides the verdict
+            run_id VARCHAR NOT NULL,             -- the run that judged it (the same look may be made again)
+            judged_at TIMESTAMP NOT NULL,
+            look INTEGER NOT NULL,               -- 1-based among distinct looks at overlapping rows
+            looks_budget INTEGER NOT NULL,       -- the looks declared at the first look of these rows
+            outcome VARCHAR NOT NULL,            -- PASS | FAIL | INCONCLUSIVE
+            n_rows INTEGER NOT NULL,
+            draw VARCHAR,                        -- the test split's draw: data hash and split settings
+            PRIMARY KEY (run_id, look_id)
+        );
+        CREATE TABLE test_look_rows (
+            experiment VARCHAR NOT NULL, look_id VARCHAR NOT NULL,
+            row_hash VARCHAR NOT NULL,           -- Sample.key: the row's content hash
+            PRIMARY KEY (experiment, look_id, row_hash)
+        );
+    """),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -146,6 +168,7 @@ class RunRecord:
     curves: list[dict] = field(default_factory=list)
     gates: list[dict] = field(default_factory=list)
     run_fields: dict = field(default_factory=dict)  # late facts about the run (task, hashes)
+    looks: list[dict] = field(default_factory=list)  # judgements of test rows, for the ledger (ledger.entry)
 
 
 # DuckDB's words for a file it cannot read as a database (not for a lock held by another process)
@@ -291,6 +314,7 @@ class Store:
                                     ("metrics", record.metrics), ("predictions", record.predictions),
                                     ("curves", record.curves), ("gates", record.gates)):
                     self._insert(con, table, run_id, rows)
+                ledger.write(con, run_id, record.looks)
                 fields = {k: v for k, v in record.run_fields.items() if k in _RUN_FIELDS}
                 if "provenance" in fields:
                     fields["provenance"] = _json(fields["provenance"])
@@ -387,8 +411,8 @@ class Store:
                 con.execute("ROLLBACK")
                 raise
 
-    def trials(self, *, study: str | None = None, experiment: str | None = None) -> list[dict]:
-        """Sweep trials, oldest first, with their JSON fields decoded."""
+    def trials(self, *, study: str | None = None, experiment: str | None = None) -> list[Trial]:
+        """Sweep trials, oldest first."""
         sql, params = "SELECT * FROM sweep_trials WHERE 1=1", []
         if study is not None:
             sql, params = sql + " AND study = ?", params + [study]
@@ -397,9 +421,10 @@ class Store:
         rows = self.query(sql + " ORDER BY study, number", params)
         for row in rows:
             for key in _TRIAL_JSON:
-                if isinstance(row.get(key), str):
-                    row[key] = json.loads(row[key])
-        return rows
+                row[key] = json.loads(row[key]) if isinstance(row.get(key), str) else None
+                if row[key] is None:
+                    row[key] = [] if key == "curves" else {}
+        return [Trial.from_row(r) for r in rows]
 
     # --- reading -------------------------------------------------------------------------
 
@@ -409,23 +434,64 @@ class Store:
             names = [d[0] for d in cur.description]
             return [dict(zip(names, row)) for row in cur.fetchall()]
 
-    def runs(self, experiment: str | None = None, status: str | None = None) -> list[dict]:
-        sql, params = "SELECT * FROM runs WHERE 1=1", []
-        if experiment is not None:
-            sql, params = sql + " AND experiment = ?", params + [experiment]
-        if status is not None:
-            sql, params = sql + " AND status = ?", params + [status]
-        return [_decode(r) for r in self.query(sql + " ORDER BY started_at, run_id", params)]
+    def runs(self, experiment: str | None = None, status: str | None = None) -> list[Run]:
+        """Runs, oldest first."""
+        return [r.run for r in self.stored_runs(experiment, status)]
 
-    def gates(self, run_id: str) -> list[GateResult]:
-        """A run's gate outcomes, typed."""
-        return [GateResult.from_row(r) for r in self.rows("gates", run_id)]
-
-    def latest_run(self, experiment: str, status: str = "complete") -> dict | None:
+    def latest_run(self, experiment: str, status: str = "complete") -> Run | None:
         runs = self.runs(experiment, status)
         return runs[-1] if runs else None
 
+    def stored_runs(self, experiment: str | None = None, status: str | None = None, *,
+                    run_id: str | None = None) -> list[StoredRun]:
+        """Runs, oldest first, each with its metrics, gates and approaches, typed, and upgraded
+        from an older harness's shapes (`upgrade.upgrade_run`)."""
+        sql, params = "SELECT * FROM runs WHERE 1=1", []
+        for column, value in (("experiment", experiment), ("status", status), ("run_id", run_id)):
+            if value is not None:
+                sql, params = sql + f" AND {column} = ?", params + [value]
+        runs = [_decode(r) for r in self.query(sql + " ORDER BY started_at, run_id", params)]
+        if not runs:
+            return []
+        wanted = None if experiment is None and run_id is None else [r["run_id"] for r in runs]
+        grouped = {table: self._rows_of_runs(table, wanted) for table in ("metrics", "gates", "approaches")}
+        out = []
+        for row in runs:
+            rid = row["run_id"]
+            metrics, gates, approaches = (grouped[t].get(rid, []) for t in ("metrics", "gates", "approaches"))
+            upgrade.upgrade_run(row, gates, approaches, metrics)
+            table: MetricTable = {}
+            for m in metrics:
+                table.setdefault(m["approach"], {}).setdefault(m["split"], {})[m["metric"]] = m["value"]
+            out.append(StoredRun(run=Run.from_row(row), metrics=table, gates=[GateResult.from_row(g) for g in gates],
+                                 approaches=[ApproachRecord.from_row(a) for a in approaches]))
+        return out
+
+    def stored_run(self, run_id: str) -> StoredRun | None:
+        found = self.stored_runs(run_id=run_id)
+        return found[0] if found else None
+
+    def with_detail(self, stored: StoredRun) -> StoredRun:
+        """The run with its checks, loss curves and test predictions read too."""
+        rid = stored.run.run_id
+        return replace(stored, checks=self.rows("checks", rid),
+                       curves=[CurvePoint.from_row(c) for c in self.rows("curves", rid)],
+                       predictions=self.rows("predictions", rid, split="test"))
+
+    def gates(self, run_id: str) -> list[GateResult]:
+        """A run's gate outcomes, typed."""
+        stored = self.stored_run(run_id)
+        return stored.gates if stored else []
+
+    def approaches(self, run_id: str) -> list[ApproachRecord]:
+        stored = self.stored_run(run_id)
+        return stored.approaches if stored else []
+
+    def curves(self, run_id: str) -> list[CurvePoint]:
+        return [CurvePoint.from_row(c) for c in self.rows("curves", run_id)]
+
     def rows(self, table: str, run_id: str, **where) -> list[dict]:
+        """A run's rows of a table with no typed record of its own (checks, predictions), decoded."""
         if table not in _COLUMNS:
             raise ValueError(f"unknown table {table!r}")
         sql, params = f"SELECT * FROM {table} WHERE run_id = ?", [run_id]
@@ -436,13 +502,15 @@ class Store:
         order = {"predictions": " ORDER BY approach, split, idx", "curves": " ORDER BY approach, split, step"}
         return [_decode(r) for r in self.query(sql + order.get(table, ""), params)]
 
-    def rows_by_run(self, table: str) -> dict[str, list[dict]]:
-        """Every row of a per-run table (metrics, gates, approaches, ...), decoded, grouped by run id;
-        each run's rows in the order they were written."""
-        if table not in _COLUMNS:
-            raise ValueError(f"unknown table {table!r}")
+    def _rows_of_runs(self, table: str, run_ids: list[str] | None) -> dict[str, list[dict]]:
+        """Rows of a per-run table, decoded, grouped by run id in the order they were written;
+        of the given runs, or of every run."""
+        if run_ids is None:
+            rows = self.query(f"SELECT * FROM {table}")
+        else:
+            rows = self.query(f"SELECT * FROM {table} WHERE list_contains(?, run_id)", [run_ids])
         grouped: dict[str, list[dict]] = {}
-        for row in self.query(f"SELECT * FROM {table}"):
+        for row in rows:
             grouped.setdefault(row["run_id"], []).append(_decode(row))
         return grouped
 
@@ -454,10 +522,10 @@ def _decode(row: dict) -> dict:
     return row
 
 
-def best_of_trials(trials: list[dict]) -> dict | None:
+def best_of_trials(trials: list[Trial]) -> Trial | None:
     """Among sweep trial rows, the complete one with the best value; ties go to the earlier trial.
 
     The one rule for which trial won: the sweep picks the candidate with it and the report marks
     the same trial as best."""
-    complete = [t for t in trials if t["state"] == "COMPLETE" and t["value"] is not None]
-    return max(complete, key=lambda t: (t["value"], -t["number"]), default=None)
+    complete = [t for t in trials if t.state == "COMPLETE" and t.value is not None]
+    return max(complete, key=lambda t: (t.value, -t.number), default=None)
