@@ -46,6 +46,10 @@ def pytest_addoption(parser):
                          "(default: a journal file beside the store)")
     group.addoption("--harness-calls", type=int, default=None, metavar="N",
                     help="call volume for the cost view (overrides the spec's calls)")
+    group.addoption("--harness-holm", action="store_true", default=False,
+                    help="judge the five-percent rules of every experiment in this session as one family "
+                         "(Holm's step-down: the chance of any false PASS stays at 2.5%%); every experiment "
+                         "runs before the first rule is reported")
 
 
 class _Session:
@@ -61,6 +65,7 @@ class _Session:
         self.outcomes: dict[str, object] = {}  # experiment name -> Result or exception
         self.verdicts: list[dict] = []
         self.ran = False
+        self.family: list[Experiment] | None = None  # --harness-holm: the experiments judged together
 
     @property
     def store(self):
@@ -79,24 +84,53 @@ class _Session:
             reporter.write_line(f"  [harness] {message}")
 
     def result(self, experiment: Experiment):
-        if experiment.name not in self.outcomes:
-            from harness._engine import run_experiment
-
-            self.ran = True
-            self.log(f"running experiment {experiment.name!r} ({experiment.spec_file})")
-            try:
-                self.outcomes[experiment.name] = run_experiment(
-                    experiment, self.store, root=self.root, log=self.log, sweep=self.config.getoption("--sweep"),
-                    sweep_storage=self.config.getoption("--sweep-storage"))
-            except Exception as e:  # kept, so every gate item of the experiment reports the same cause
-                self.outcomes[experiment.name] = e
+        if self.family and any(e.name == experiment.name for e in self.family):
+            self._judge_family()
+        self._run(experiment)
         outcome = self.outcomes[experiment.name]
         if isinstance(outcome, Exception):
             raise outcome
         return outcome
 
+    def _run(self, experiment: Experiment) -> None:
+        if experiment.name in self.outcomes:
+            return
+        from harness._engine import run_experiment
+
+        self.ran = True
+        self.log(f"running experiment {experiment.name!r} ({experiment.spec_file})")
+        try:
+            self.outcomes[experiment.name] = run_experiment(
+                experiment, self.store, root=self.root, log=self.log, sweep=self.config.getoption("--sweep"),
+                sweep_storage=self.config.getoption("--sweep-storage"))
+        except Exception as e:  # kept, so every gate item of the experiment reports the same cause
+            self.outcomes[experiment.name] = e
+
+    def _judge_family(self) -> None:
+        """--harness-holm: run every experiment of the family, then re-judge their five-percent
+        rules together (harness/judge/family.py), in the store and in each result alike."""
+        from harness.judge import family
+
+        members, self.family = self.family, None
+        for experiment in members:
+            self._run(experiment)
+        results = {e.name: self.outcomes[e.name] for e in members if not isinstance(self.outcomes[e.name], Exception)}
+        judged = family.holm({name: r.gates[FIVE_PERCENT_RULE] for name, r in results.items()})
+        changed = [(results[name].run_id, rule) for name, rule in judged.items()
+                   if rule is not results[name].gates[FIVE_PERCENT_RULE]]
+        self.store.rejudge(changed)
+        for name, rule in judged.items():
+            results[name].gates[FIVE_PERCENT_RULE] = rule
+        if changed:
+            self.log(f"Holm across {len(family.members(judged))} experiments: "
+                     + ", ".join(f"{name} {rule.outcome}" for name, rule in judged.items()))
+
 
 def pytest_configure(config):
+    if config.getoption("--harness-holm", False) and (hasattr(config, "workerinput")
+                                                     or getattr(config.option, "numprocesses", None)):
+        raise pytest.UsageError("--harness-holm judges every experiment of the session together, in one process; "
+                                "drop -n (pytest-xdist) or drop --harness-holm")
     config._harness = _Session(config)
     _active.append(config._harness)
     _share_cores_between_workers(config)
@@ -122,6 +156,14 @@ def _share_cores_between_workers(config) -> None:
         sys.modules["torch"].set_num_threads(threads)
     else:
         os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+
+
+def pytest_collection_finish(session):
+    """--harness-holm: the family is every selected experiment with a candidate, in order."""
+    if session.config.getoption("--harness-holm"):
+        found = {item.experiment.name: item.experiment for item in session.items
+                 if isinstance(item, GateItem) and item.experiment.candidate is not None}
+        session.config._harness.family = list(found.values())
 
 
 def pytest_pycollect_makeitem(collector, name, obj):

@@ -71,6 +71,10 @@ class Uplift:
     high_mc_se: float
     unit_sd: float | None    # sd of one row's share of the uplift (delta method); None for a zero baseline
     exact_gain_p: float | None = None  # one-sided exact p of "no gain", checked before a 0/1 PASS
+    # one-sided p of "the uplift is at most the bar": the share of resamples below it (the level at
+    # which the interval's lower end would just clear it), and for 0/1 scores at least the exact
+    # p of no gain; PASS at one-sided alpha means p_at_bar <= alpha. Holm ranks experiments by it.
+    p_at_bar: float | None = None
 
     @property
     def near_the_bar(self) -> bool:
@@ -265,11 +269,14 @@ def paired_uplift(candidate_scores: Sequence[float], baseline_scores: Sequence[f
     outcome = verdict_of(low, high, threshold)
 
     mcnemar_p = discordant = gain_p = None
+    p_at_bar = float(np.mean(boot < threshold - TIE_TOLERANCE))
     if _binary(cand) and _binary(base):
         broken = int(np.sum((base == 1) & (cand == 0)))
         fixed = int(np.sum((base == 0) & (cand == 1)))
         discordant = (broken, fixed)
         mcnemar_p = mcnemar_exact(broken, fixed)
+        if threshold >= 0:
+            p_at_bar = max(p_at_bar, exact_gain_p(broken, fixed))
         if outcome == PASS and threshold >= 0:
             # With few discordant rows the percentile interval is too narrow (8 of them, 7 to 1,
             # gave a lower end of +1 point while the exact test of "no gain at all" has p 0.035).
@@ -283,7 +290,7 @@ def paired_uplift(candidate_scores: Sequence[float], baseline_scores: Sequence[f
                   threshold=float(threshold), relative=bool(relative), outcome=outcome, n=n,
                   mcnemar_p=mcnemar_p, discordant=discordant, seed=int(seed), resamples=resamples,
                   low_mc_se=low_se, high_mc_se=high_se, unit_sd=unit_sd(cand, base, relative),
-                  exact_gain_p=gain_p)
+                  exact_gain_p=gain_p, p_at_bar=p_at_bar)
 
 
 def paired_cells(p0: float, p1: float, phi: float) -> tuple[float, float, float, float]:

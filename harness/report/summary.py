@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from harness.judge import decision, power
 from harness.judge.decision import FINE_TUNE, KEEP_PROMPTING
-from harness.judge.outcomes import FAIL, FIVE_PERCENT_RULE, SKIP
+from harness.judge.outcomes import FAIL, FIVE_PERCENT_RULE, PASS, SKIP
 from harness.report.format import badge_class, finite_or_none, fmt_threshold, fmt_uplift
 from harness.store.record import StoredRun
 
@@ -72,6 +72,12 @@ def headline(summary: dict, found: decision.Decision) -> str:
     if deciding is rule and rule.outcome == FAIL:
         return (f"The fine-tuned candidate does not beat the best prompt baseline ({base}) by the {bar} bar: "
                 f"uplift {uplift}{interval}. Prompting is good enough.")
+    holm = rule.details.get("family") or {}
+    if deciding is rule and rule.details.get("outcome_alone") == PASS and holm:
+        return (f"The uplift over {base} is {uplift}{interval}, clearing the {bar} bar on its own, but not as one "
+                f"of the {holm['size']} experiments judged together in this session (Holm: ranked {holm['rank']}, "
+                f"p={holm['p_at_bar']:.3g} against {holm['alpha_one_sided']:.3g}): not shown at the family "
+                f"level.{allowed}")
     if deciding is rule and rule.details.get("exact_gain_p") is not None:
         return (f"The uplift over {base} is {uplift}{interval}, an interval that clears the {bar} bar, but it "
                 f"rests on {sum(rule.details.get('discordant') or ())} rows where the two answers differ, and "

@@ -357,6 +357,26 @@ class Store:
         arrow = pa.table({c: pa.array(v) for c, v in data.items()})  # noqa: F841  (read by DuckDB below)
         con.execute(f"INSERT INTO {table} ({', '.join(columns)}) SELECT {', '.join(columns)} FROM arrow")
 
+    def rejudge(self, changed: list[tuple[str, GateResult]]) -> None:
+        """Replace gate rows of finished runs, all in one transaction: a family-wise correction
+        (harness/judge/family.py) re-judges rules after the runs are recorded. The ledger's
+        record of each look follows its rule's outcome."""
+        if not changed:
+            return
+        with self.connect() as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                for run_id, gate in changed:
+                    con.execute("UPDATE gates SET outcome = ?, message = ?, details = ? WHERE run_id = ? AND gate = ?",
+                                [gate.outcome, gate.message, _json(gate.details), run_id, gate.gate])
+                    if gate.details.get("look_id"):
+                        con.execute("UPDATE test_looks SET outcome = ? WHERE run_id = ? AND look_id = ?",
+                                    [gate.outcome, run_id, gate.details["look_id"]])
+                con.execute("COMMIT")
+            except Exception:
+                con.execute("ROLLBACK")
+                raise
+
     # --- caches --------------------------------------------------------------------------
 
     def cached_outputs(self, keys: list[str]) -> dict[str, dict]:
