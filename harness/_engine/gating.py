@@ -54,7 +54,7 @@ def plan_power(experiment: Experiment, p: Prepared, best: Approach, picked_on: s
         return None
     said = f"{experiment.name}: before training: {planned.text()}"
     if budget > 1 or seen:
-        said += (f" (at one-sided {(1 - experiment.confidence) / 2 / budget:.2%}: a budget of {budget} "
+        said += (f" (at one-sided {looks.alpha_one_sided(experiment.confidence, budget):.2%}: a budget of {budget} "
                  f"look{'s' * (budget != 1)} at these test rows, {seen} already recorded")
         said += ("; the budget is spent, so unless this run repeats one of those judgements exactly its verdict "
                  "is INCONCLUSIVE: set fresh_test=True to draw rows never judged)" if seen >= budget else ")")

@@ -43,7 +43,7 @@ def holm(rules: Mapping[str, GateResult]) -> dict[str, GateResult]:
     for rank, name in enumerate(ordered, start=1):
         rule = rules[name]
         p = rule.details["p_at_bar"]
-        alpha = rule.details.get("alpha_one_sided") or (1 - rule.details.get("confidence", 0.95)) / 2
+        alpha = rule.details["alpha_one_sided"]  # the rule's own level: its look's (gates.five_percent_rule)
         level = alpha / (m - rank + 1)
         still_rejecting = still_rejecting and p <= level
         facts = {"method": "holm", "size": m, "rank": rank, "alpha_one_sided": level, "p_at_bar": p,

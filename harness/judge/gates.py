@@ -136,7 +136,7 @@ def five_percent_rule(metric: str, candidate_scores: list[float], baseline_name:
                    planned=planned.to_dict() if planned else None, declared_confidence=declared_confidence)
     details.update(look.to_dict(declared_confidence) if look is not None else
                    {"look": None, "looks_budget": None, "overlaps": [], "look_id": None, "repeat_of": None,
-                    "looks_spent": False, "alpha_one_sided": (1 - declared_confidence) / 2})
+                    "looks_spent": False, "alpha_one_sided": looks.alpha_one_sided(declared_confidence)})
     if outcome == INCONCLUSIVE and allow_inconclusive:
         message += " (allowed by the spec)"
     return GateResult(FIVE_PERCENT_RULE, outcome, message, details)

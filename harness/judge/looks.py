@@ -52,6 +52,11 @@ def spent_confidence(confidence: float, budget: int) -> float:
     return 1.0 - (1.0 - confidence) / budget
 
 
+def alpha_one_sided(confidence: float, budget: int = 1) -> float:
+    """The one-sided error rate each look is judged at: (1 - confidence) / 2 / budget."""
+    return (1.0 - spent_confidence(confidence, budget)) / 2.0
+
+
 @dataclass(frozen=True)
 class Prior:
     """An earlier look recorded in the ledger whose test rows overlap this one's."""
@@ -86,7 +91,7 @@ class Look:
         return spent_confidence(declared, self.budget)
 
     def alpha_one_sided(self, declared: float) -> float:
-        return (1.0 - declared) / 2.0 / self.budget
+        return alpha_one_sided(declared, self.budget)
 
     def text(self, declared: float) -> str:
         """'look k of B on these test rows (overlaps run ...)', with the error rate it is judged at."""

@@ -314,7 +314,7 @@ class Store:
                                     ("metrics", record.metrics), ("predictions", record.predictions),
                                     ("curves", record.curves), ("gates", record.gates)):
                     self._insert(con, table, run_id, rows)
-                ledger.write(con, run_id, record.looks)
+                ledger.write(con, run_id, record.looks, judged_at=_now())
                 fields = {k: v for k, v in record.run_fields.items() if k in _RUN_FIELDS}
                 if "provenance" in fields:
                     fields["provenance"] = _json(fields["provenance"])
@@ -441,9 +441,8 @@ class Store:
         rows = self.query(sql + " ORDER BY study, number", params)
         for row in rows:
             for key in _TRIAL_JSON:
-                row[key] = json.loads(row[key]) if isinstance(row.get(key), str) else None
-                if row[key] is None:
-                    row[key] = [] if key == "curves" else {}
+                decoded = json.loads(row[key]) if isinstance(row.get(key), str) else None
+                row[key] = decoded if decoded is not None else ([] if key == "curves" else {})
         return [Trial.from_row(r) for r in rows]
 
     # --- reading -------------------------------------------------------------------------

@@ -9,7 +9,7 @@ records no look.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
@@ -18,10 +18,6 @@ from harness.judge import looks
 
 if TYPE_CHECKING:
     from harness.store.db import Store
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
 def priors(store: Store, experiment: str, row_keys: Iterable[str]) -> list[looks.Prior]:
@@ -81,13 +77,13 @@ def entry(experiment: str, look: looks.Look, outcome: str, row_keys: Iterable[st
             "outcome": outcome, "n_rows": len(keys), "row_keys": keys, "draw": draw}
 
 
-def write(con, run_id: str, entries: list[dict]) -> None:
-    """Record a run's looks on `con`, inside the caller's transaction. The rows of a look already
-    recorded (the same judgement made again) are not written twice."""
+def write(con, run_id: str, entries: list[dict], *, judged_at: datetime) -> None:
+    """Record a run's looks on `con`, inside the caller's transaction (judged_at: the store's clock,
+    UTC). The rows of a look already recorded (the same judgement made again) are not written twice."""
     for e in entries:
         con.execute("INSERT INTO test_looks (experiment, look_id, run_id, judged_at, look, looks_budget, outcome, "
                     "n_rows, draw) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [e["experiment"], e["look_id"], run_id, _now(), e["look"], e["looks_budget"], e["outcome"],
+                    [e["experiment"], e["look_id"], run_id, judged_at, e["look"], e["looks_budget"], e["outcome"],
                      e["n_rows"], e.get("draw")])
         rows = pa.table({"row_hash": pa.array(sorted(set(e["row_keys"])), pa.string())})  # noqa: F841
         con.execute("INSERT INTO test_look_rows (experiment, look_id, row_hash) SELECT ?, ?, row_hash FROM rows "
