@@ -54,10 +54,12 @@ experiment = Experiment(
     underpowered="warn",
     # So an INCONCLUSIVE here is expected. It is an xfail in pytest (CI goes on, the finding
     # shows), the badge says Inconclusive, the recommendation "collect more data", and export
-    # refuses it without --force; a FAIL still fails CI. regression: SmolLM2-135M answers the
-    # MMLU slice at chance (0.26 vs 0.25 for always "A"), so 228 questions cannot resolve a
-    # 2-point loss. With a larger model and a bigger test split, drop both lines.
-    allow_inconclusive=("five_percent_rule", "regression"),
+    # refuses it without --force; a FAIL still fails CI. With a bigger test split, drop the line.
+    # The regression gate needs no such allowance: its forgetting probe (perplexity on 250 held
+    # Wikipedia passages may rise at most 5%) is powered to settle it, as the run states before
+    # training, and its MMLU suite SKIPs, saying why: SmolLM2-135M answers it at chance, so it
+    # has no accuracy there to lose.
+    allow_inconclusive=("five_percent_rule",),
     # The cost view prices the device the run was measured on: here a 2-vCPU cloud machine
     # (about 0.10 an hour); on a GPU, pass --harness-gpu-hour-price with its price.
     gpu_hour_price=0.10,

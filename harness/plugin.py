@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -50,6 +51,40 @@ def pytest_addoption(parser):
                     help="judge the five-percent rules of every experiment in this session as one family "
                          "(Holm's step-down: the chance of any false PASS stays at 2.5%%); every experiment "
                          "runs before the first rule is reported")
+    group.addoption("--harness-events", default=None, metavar="PATH",
+                    help="append every engine event of the session to PATH as one JSON line each, timed from the "
+                         "session's start, with a line where each run and the report rendering start and end "
+                         "(bench/stages.py sums them into stages)")
+
+
+class _EventLog:
+    """--harness-events: one JSON line per engine event of the session, and plugin-level lines
+    (kinds "plugin.*") where the session, each run and the report rendering start and end; t is
+    seconds since the session started. Without a path it writes nothing."""
+
+    def __init__(self, path: str | None, worker: str | None = None):
+        self.started, self.worker = time.perf_counter(), worker
+        self.file = open(path, "a", encoding="utf-8") if path else None  # closed at unconfigure
+        self.write("plugin.session_started")
+
+    def write(self, kind: str, experiment: str | None = None, text: str = "", fields: dict | None = None) -> None:
+        if self.file is None:
+            return
+        line = {"t": round(time.perf_counter() - self.started, 6), "experiment": experiment, "kind": kind,
+                "text": text, "fields": fields or {}}
+        if self.worker:  # pytest-xdist: each worker appends its own timeline
+            line["worker"] = self.worker
+        self.file.write(json.dumps(line, default=str) + "\n")
+        self.file.flush()
+
+    def event(self, event) -> None:
+        self.write(event.kind, event.experiment, event.text, event.fields)
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.write("plugin.session_finished")
+            self.file.close()
+            self.file = None
 
 
 class _Session:
@@ -66,6 +101,8 @@ class _Session:
         self.verdicts: list[dict] = []
         self.ran = False
         self.family: list[Experiment] | None = None  # --harness-holm: the experiments judged together
+        self.events = _EventLog(config.getoption("--harness-events"),
+                                getattr(config, "workerinput", {}).get("workerid"))
 
     @property
     def store(self):
@@ -99,12 +136,17 @@ class _Session:
 
         self.ran = True
         self.log(f"running experiment {experiment.name!r} ({experiment.spec_file})")
+        self.events.write("plugin.run_started", experiment.name, fields={"spec_file": experiment.spec_file})
         try:
             self.outcomes[experiment.name] = run_experiment(
                 experiment, self.store, root=self.root, log=self.log, sweep=self.config.getoption("--sweep"),
-                sweep_storage=self.config.getoption("--sweep-storage"))
+                sweep_storage=self.config.getoption("--sweep-storage"), on_event=self.events.event)
         except Exception as e:  # kept, so every gate item of the experiment reports the same cause
             self.outcomes[experiment.name] = e
+        finally:  # also after a Ctrl-C, so that the log says where the time went until then
+            outcome = self.outcomes.get(experiment.name, KeyboardInterrupt())
+            self.events.write("plugin.run_finished", experiment.name, fields={
+                "outcome": type(outcome).__name__ if isinstance(outcome, BaseException) else "complete"})
 
     def _judge_family(self) -> None:
         """--harness-holm: run every experiment of the family, then re-judge their five-percent
@@ -182,7 +224,7 @@ class ExperimentNode(pytest.Collector):
 
     def collect(self):
         gates = GATES if self.experiment.candidate else (DATA_QUALITY, FIVE_PERCENT_RULE)
-        if not self.experiment.regression:
+        if not (self.experiment.regression or self.experiment.forgetting):
             gates = tuple(g for g in gates if g != REGRESSION)
         for gate in gates:
             yield GateItem.from_parent(self, name=gate, gate=gate, experiment=self.experiment)
@@ -283,6 +325,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     if state.ran or (state.verdicts and state.store_path.exists()):
         from harness.report import write_reports
 
+        state.events.write("plugin.report_started")
         try:
             pages = write_reports(state.store, state.reports_dir,
                                   gpu_hour_price=config.getoption("--harness-gpu-hour-price"),
@@ -293,6 +336,14 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         except Exception as e:  # a report bug must not hide the verdicts above; the store is intact
             terminalreporter.write_line(f"harness: report not written ({type(e).__name__}: {e}); "
                                         f"the store is intact, rebuild with `harness report`")
+        finally:
+            state.events.write("plugin.report_finished")
+
+
+def pytest_unconfigure(config):
+    state = getattr(config, "_harness", None)
+    if state is not None:
+        state.events.close()
 
 
 def _cost_summary(terminalreporter, config, state) -> None:

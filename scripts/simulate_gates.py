@@ -4,6 +4,8 @@ the tables of docs/statistics.md (markdown).
     .venv/bin/python scripts/simulate_gates.py [--draws 4000]
     .venv/bin/python scripts/simulate_gates.py --looks [--draws 4000]   # only the table of repeated looks
     .venv/bin/python scripts/simulate_gates.py --family [--draws 4000]  # only the table of Holm across experiments
+    .venv/bin/python scripts/simulate_gates.py --overfit [--draws 4000] # only the overfit gate's tables
+    .venv/bin/python scripts/simulate_gates.py --regression [--draws 1000]  # only the regression gate's table
 
 Every number comes from `harness.judge.stats.simulate` (synthetic paired 0/1 rows with a known
 truth, judged by `paired_uplift` exactly as the gates judge them) or from the gates themselves;
@@ -19,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from harness.judge import family, gates, looks, power, stats  # noqa: E402
+from harness.judge import family, gates, looks, power, regression, stats  # noqa: E402
 
 
 def pct(x: float) -> str:
@@ -56,18 +58,82 @@ def family_table(draws: int, resamples: int) -> None:
           f"sessions judged alone and in {pct(r['holm'][0])}% under Holm.")
 
 
+def overfit_table(draws: int) -> None:
+    """The overfit gate on synthetic curves (`gates.simulate_overfit`: 120 val rows, per-row noise sd 0.3
+    nats at each evaluation, train loss falling throughout), and its train-test gap warning."""
+    print("### The overfit gate: false FAIL on a flat plateau, detection of a real overfit\n")
+    print("Val loss drops at the first evaluation, then stays flat (rise 0) or, from a third of the way in, rises "
+          "linearly to `rise` nats above its 1-nat plateau at the last evaluation; 120 val rows, iid N(0, 0.3) "
+          "per row at every evaluation, train loss falling throughout.\n")
+    print("| evaluations after step 0 | old rule FAIL % (now a warning) | FAIL % at rise 0 | FAIL % at rise 0.1 | "
+          "FAIL % at rise 0.15 | FAIL % at rise 0.2 | FAIL % at rise 0.3, early stopping kept the best |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    power_draws = max(500, draws // 4)
+    for evaluations in (3, 4, 6, 12):
+        old = gates.simulate_overfit(evaluations, draws=draws, row_losses=False, seed=1)
+        flat = gates.simulate_overfit(evaluations, draws=draws, seed=1)
+        rises = [gates.simulate_overfit(evaluations, draws=power_draws, rise=rise, seed=2)
+                 for rise in (0.1, 0.15, 0.2)]
+        rolled = gates.simulate_overfit(evaluations, draws=power_draws, rise=0.3, early_stopping=True, seed=3)
+        print(f"| {evaluations} | {pct(old['warned'])} | {pct(flat['FAIL'])} | "
+              + " | ".join(pct(r["FAIL"]) for r in rises) + f" | {pct(rolled['FAIL'])} |")
+    print(f"\n({draws:,} draws at rise 0, {power_draws:,} at the others.)")
+    print("\n### The train-test gap warning (0/1 scores, 200 train rows; bar: train above test by 20% of test)\n")
+    print("| true train / test | true train / test ratio | warned % at 100 test rows | warned % at 800 test rows |")
+    print("| --- | ---: | ---: | ---: |")
+    for train_rate, test_rate in ((0.85, 0.73), (0.876, 0.73), (0.90, 0.72), (0.95, 0.70)):
+        rates = [gates.simulate_gap(train_rate, test_rate, draws=draws, test_rows=n, seed=4) for n in (100, 800)]
+        print(f"| {train_rate} / {test_rate} | {train_rate / test_rate:.3f} | {pct(rates[0])} | {pct(rates[1])} |")
+
+
+def regression_table(draws: int, resamples: int) -> None:
+    """The regression gate through its own instruments and `regression.combine` (regression.simulate)."""
+    margin = -math.log(1.05)
+    print("### The regression gate: each instrument alone and both together\n")
+    print("| instrument(s) | truth | PASS % | INCONCLUSIVE % | FAIL % |")
+    print("| --- | --- | ---: | ---: | ---: |")
+    cases = [
+        ("probe, 250 documents, paired sd 0.2", "no loss", dict(probe_shift=0.0, suite_shift=None, paired_sd=0.2)),
+        ("probe, 250 documents, paired sd 0.2", "at the margin (x1.05)",
+         dict(probe_shift=margin, suite_shift=None, paired_sd=0.2)),
+        ("probe, 250 documents, paired sd 0.2", "twice the margin (x1.10)",
+         dict(probe_shift=2 * margin, suite_shift=None, paired_sd=0.2)),
+        ("probe, 250 documents, paired sd 0.2", "a small loss (x1.02)",
+         dict(probe_shift=-math.log(1.02), suite_shift=None, paired_sd=0.2)),
+        ("suite, 1,140 questions, 5% discordant", "no loss", dict(probe_shift=None, suite_shift=0.0)),
+        ("suite, 1,140 questions, 5% discordant", "at the margin (-2 pts)", dict(probe_shift=None, suite_shift=-0.02)),
+        ("suite, 1,140 questions, 8% discordant", "a real loss (-5 pts)",
+         dict(probe_shift=None, suite_shift=-0.05, discordance=0.08)),
+        ("both", "no loss anywhere", dict(probe_shift=0.0, suite_shift=0.0, paired_sd=0.05)),
+        ("both", "suite at its margin, probe no loss", dict(probe_shift=0.0, suite_shift=-0.02, paired_sd=0.05)),
+    ]
+    for what, truth, kwargs in cases:
+        r = regression.simulate(draws=draws, resamples=resamples, documents=250, seed=3, **kwargs)
+        print(f"| {what} | {truth} | {pct(r['PASS'])} | {pct(r['INCONCLUSIVE'])} | {pct(r['FAIL'])} |")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--draws", type=int, default=4000, help="synthetic experiments per cell")
     parser.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples per experiment")
     parser.add_argument("--looks", action="store_true", help="print only the table of repeated looks")
     parser.add_argument("--family", action="store_true", help="print only the table of Holm across experiments")
+    parser.add_argument("--overfit", action="store_true", help="print only the overfit gate's tables")
+    parser.add_argument("--regression", action="store_true", help="print only the regression gate's table")
     args = parser.parse_args()
     draws, resamples = args.draws, args.resamples
     started = time.perf_counter()
     se = 3 * math.sqrt(0.025 * 0.975 / draws) * 100
     print(f"{draws:,} draws per cell, {resamples:,} resamples each; the Monte Carlo band (3 SE) of a 2.5% rate "
           f"is +/-{se:.2f} points.\n")
+    if args.regression:
+        regression_table(draws, resamples)
+        print(f"\n({time.perf_counter() - started:.0f} s)")
+        return 0
+    if args.overfit:
+        overfit_table(draws)
+        print(f"\n({time.perf_counter() - started:.0f} s)")
+        return 0
     if args.looks or args.family:
         (looks_table if args.looks else family_table)(draws, resamples)
         print(f"\n({time.perf_counter() - started:.0f} s)")
@@ -140,6 +206,8 @@ def main() -> int:
     looks_table(draws, resamples)
     print()
     family_table(draws, resamples)
+    print()
+    overfit_table(draws)
 
     print(f"\n({time.perf_counter() - started:.0f} s)")
     return 0

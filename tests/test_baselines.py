@@ -167,7 +167,7 @@ def test_a_run_stores_every_baseline_and_twin_and_picks_the_best_on_val(tmp_path
 
     write_classification_jsonl(tmp_path / "data.jsonl", n=40)
     _prompt_folder(tmp_path)
-    spec = Experiment(name="grid", data="data.jsonl", model=str(tiny_model_dir), split=(24, 8, 8), regression=None,
+    spec = Experiment(name="grid", data="data.jsonl", model=str(tiny_model_dir), split=(24, 8, 8), regression=None, forgetting=None,
                       max_baselines=10,
                       baselines=[baselines.zero_shot("prompts", calibrate=("contextual", "batch")),
                                  baselines.few_shot("prompts/a.md", k=2, strategy="balanced", calibrate=True),

@@ -49,7 +49,7 @@ experiment = Experiment(
     split=(64, 32, 64),
     baselines=[baselines.zero_shot("system.md"), baselines.few_shot("system.md", k=4)],
     underpowered="warn", candidate=QLoRA(r=8, alpha=16, learning_rate=2e-4, epochs=1),
-    regression=None,  # the MMLU suite on SmolLM2 is covered by `pytest experiments/`; minutes here
+    regression=None, forgetting=None,  # the MMLU suite on SmolLM2 is covered by `pytest experiments/`; minutes here
 )
 """)
     result = pytester.runpytest("-v", "-p", "no:cacheprovider")

@@ -77,3 +77,25 @@ def test_the_vocabulary_is_the_constants_and_every_engine_call_names_one():
                     f"{path.name}:{node.lineno}: name the kind by its constant in harness/_engine/events.py"
                 used.add(getattr(events, kind.attr))
     assert used == KINDS  # every kind is reported somewhere, and nothing else is
+
+
+def test_the_machine_and_the_choices_made_for_it_are_said(monkeypatch):
+    """The run header names the CPU, its matmul flags and what was chosen; threads are only ever lowered."""
+    import torch
+
+    from harness import machine
+
+    machine.chosen.cache_clear()
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(machine, "usable_cores", lambda: 1)
+    before = torch.get_num_threads()
+    try:
+        chosen = machine.chosen()
+        assert chosen.threads == torch.get_num_threads() == 1 and chosen.cores == 1
+        assert chosen.dtype == "float32" and chosen.device == "cpu"
+        assert set(chosen.flags) <= set(machine.FLAGS)
+        assert chosen.text().startswith(f"on {chosen.name} (1 core; ")
+        assert "1 torch thread, float32 compute, bitsandbytes CPU NF4" in chosen.text()
+    finally:
+        torch.set_num_threads(before)
+        machine.chosen.cache_clear()

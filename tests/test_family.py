@@ -118,7 +118,7 @@ FAMILY_SPEC = '''
 from harness import Experiment, QLoRA, baselines
 
 {name} = Experiment(name="{name}", data="data.jsonl", metric="accuracy", baselines=[baselines.zero_shot("s.md")],
-                    candidate=QLoRA(), regression=None)
+                    candidate=QLoRA(), regression=None, forgetting=None)
 '''
 
 

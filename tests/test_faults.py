@@ -96,7 +96,7 @@ KILLED_RUN = textwrap.dedent("""
             os.kill(os.getpid(), signal.SIGKILL)
 
     spec = Experiment(name="killed", data="data.jsonl", model={model!r}, split=(24, 8, 16),
-                      baselines=[baselines.zero_shot("s.md")], underpowered="warn", candidate=QLoRA(epochs=1), regression=None)
+                      baselines=[baselines.zero_shot("s.md")], underpowered="warn", candidate=QLoRA(epochs=1), regression=None, forgetting=None)
     run_experiment(spec, Store("h.duckdb"), root=".", log=lambda _: None, on_event=on_event)
 """)
 
@@ -242,7 +242,7 @@ def test_bad_jsonl_in_a_running_experiment_fails_per_line_ingests_nothing_and_re
     (tmp_path / "data.jsonl").write_bytes(b"".join(lines))
     (tmp_path / "s.md").write_text("answer 1 or 0")
     spec = Experiment(name="bad", data="data.jsonl", model=str(tiny_model_dir), split=(20, 8, 12),
-                      baselines=[baselines.zero_shot("s.md")], regression=None)
+                      baselines=[baselines.zero_shot("s.md")], regression=None, forgetting=None)
     store = Store(tmp_path / "h.duckdb")
     with pytest.raises(DataError, match=r"bad: data file data\.jsonl: .*line 7") as err:
         run_experiment(spec, store, root=tmp_path, log=lambda _: None)
@@ -262,7 +262,7 @@ from harness import Experiment, QLoRA, baselines
 
 experiment = Experiment(
     name="par{i}", data="data.jsonl", model={model!r}, split=(24, 8, 16),
-    baselines=[baselines.zero_shot("system.md")], regression=None,
+    baselines=[baselines.zero_shot("system.md")], regression=None, forgetting=None,
     underpowered="warn", candidate=QLoRA(r=4, alpha=8, learning_rate=3e-2, epochs=1, batch_size=8, warmup_ratio=0.0),
     # on 16 test rows the rule's verdict hinges on a few rows; this test is about the store
     allow_inconclusive=("five_percent_rule",),

@@ -194,7 +194,7 @@ def test_runs_on_overlapping_test_rows_are_counted_and_a_fresh_split_starts_afre
 
     def run(candidate, **kw):
         spec = Experiment(name="looked", data="data.jsonl", model=str(tiny_model_dir), split=(40, 8, 16),
-                          baselines=[baselines.zero_shot("s.md")], regression=None, underpowered="warn",
+                          baselines=[baselines.zero_shot("s.md")], regression=None, forgetting=None, underpowered="warn",
                           allow_inconclusive=True, candidate=candidate, **kw)
         lines = []
         result = run_experiment(spec, store, root=tmp_path, log=lines.append)

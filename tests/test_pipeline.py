@@ -19,7 +19,7 @@ def test_a_csv_with_a_column_mapping_in_the_spec_runs(tmp_path, tiny_model_dir):
     (tmp_path / "s.md").write_text("answer 1 or 0")
     spec = Experiment(name="csv", data="data.csv", model=str(tiny_model_dir), split=(40, 10, 10),
                       columns={"input": "headline", "output": "is_sarcastic"},
-                      baselines=[baselines.zero_shot("s.md")], regression=None)
+                      baselines=[baselines.zero_shot("s.md")], regression=None, forgetting=None)
     store = Store(tmp_path / "h.duckdb")
     result = run_experiment(spec, store, root=tmp_path, log=lambda _: None)
     assert result.task == "classification" and result.candidate is None
@@ -43,7 +43,7 @@ def test_a_candidate_that_cannot_fit_fails_before_training(tmp_path, tiny_model_
     (tmp_path / "s.md").write_text("answer 1 or 0")
     monkeypatch.setattr(estimate, "available_memory", lambda device="cuda": 64 * 2**20)  # a 64 MiB machine
     spec = Experiment(name="big", data="data.jsonl", model=str(tiny_model_dir), split=(24, 8, 8),
-                      baselines=[baselines.zero_shot("s.md")], underpowered="warn", candidate=QLoRA(epochs=1), regression=None)
+                      baselines=[baselines.zero_shot("s.md")], underpowered="warn", candidate=QLoRA(epochs=1), regression=None, forgetting=None)
     seen = []
     store = Store(tmp_path / "h.duckdb")
     with pytest.raises(ModelError, match=r"big: not training: QLoRA of .* needs ~0\.\d GiB .* but cpu has 0\.1 GiB"):
@@ -71,7 +71,7 @@ def test_baselines_are_scored_on_a_base_that_never_carries_the_adapter(tmp_path,
     write_classification_jsonl(tmp_path / "data.jsonl", n=64)
     (tmp_path / "s.md").write_text("you label news headlines. answer with the label only: 1 or 0.")
     spec = Experiment(name="clean", data="data.jsonl", model=str(tiny_model_dir), split=(40, 8, 16),
-                      baselines=[baselines.zero_shot("s.md")], regression=None,
+                      baselines=[baselines.zero_shot("s.md")], regression=None, forgetting=None,
                       underpowered="warn", candidate=QLoRA(r=8, alpha=16, learning_rate=3e-2, epochs=3, warmup_ratio=0.0))
     store = Store(tmp_path / "h.duckdb")
     result = run_experiment(spec, store, root=tmp_path, log=lambda _: None)
@@ -103,7 +103,7 @@ def test_perplexity_of_references_and_label_generation_agreement_are_reported(tm
     (tmp_path / "s.md").write_text("answer 1 or 0")
     spec = Experiment(name="ppl", data="data.jsonl", model=str(tiny_model_dir), split=(24, 12, 12),
                       baselines=[baselines.zero_shot("s.md")], underpowered="warn", candidate=QLoRA(epochs=1, batch_size=8),
-                      metrics=("perplexity",), regression=None)
+                      metrics=("perplexity",), regression=None, forgetting=None)
     store = Store(tmp_path / "h.duckdb")
     lines = []
     result = run_experiment(spec, store, root=tmp_path, log=lines.append)

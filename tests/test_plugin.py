@@ -66,9 +66,11 @@ def test_a_run_gives_verdicts_a_store_and_a_report(project):
     assert run.status == "complete" and run.task == "classification"
     gates = {g["gate"]: g for g in store.rows("gates", run.run_id)}
     assert set(gates) == {"data_quality", "five_percent_rule", "overfit", "regression"}
-    assert gates["regression"]["details"]["n"] == 228  # the shipped MMLU slice, on base and candidate
-    regression_metrics = {m["approach"]: m["value"] for m in store.rows("metrics", run.run_id, split="regression")}
-    assert set(regression_metrics) == {"base", "candidate"}
+    # the forgetting probe on base and candidate; the MMLU suite SKIPs: the tiny model answers at chance
+    parts = gates["regression"]["details"]["instruments"]
+    assert parts["forgetting_probe"]["details"]["n"] == 250 and parts["capability_suite"]["outcome"] == "SKIP"
+    regression_metrics = {(m["approach"], m["metric"]) for m in store.rows("metrics", run.run_id, split="regression")}
+    assert regression_metrics == {("base", "wikipedia_nats_per_token"), ("candidate", "wikipedia_nats_per_token")}
     rule = gates["five_percent_rule"]
     assert rule["details"]["picked_on"] == "val" and rule["details"]["n"] == 16
     # the item's outcome is the verdict's outcome
@@ -166,7 +168,8 @@ def test_an_unchanged_rerun_recomputes_nothing_and_a_new_threshold_rejudges(proj
     second = pytester.runpytest("-p", "no:cacheprovider").stdout.str()
     assert "candidate adapter reused from the cache" in second and "step 24/24" not in second
     for what in ("zero_shot val: 16 of 16", "zero_shot test: 16 of 16", "candidate test: 16 of 16",
-                 "regression suite, base: 228 of 228", "regression suite, candidate: 228 of 228"):
+                 "forgetting probe, base: 250 of 250", "forgetting probe, candidate: 250 of 250",
+                 "capability suite screen, base: 912 of 912"):
         assert f"{what} outputs from the cache" in second
     # a new threshold re-judges the same outputs (no training, no scoring), and that is a second
     # look at the same test rows: with the default budget of one look it can neither pass nor fail

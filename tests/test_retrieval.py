@@ -173,7 +173,7 @@ def test_a_run_stores_the_retrieval_baseline_with_its_prompts(tmp_path, tiny_mod
                 "weather": "Rain is expected over the coast tomorrow.",
                 "recipe": "Whisk two eggs with flour and milk for pancakes."}
     _write_jsonl(tmp_path / "kb.jsonl", [{"id": k, "text": v} for k, v in passages.items()])
-    spec = Experiment(name="rag", data="data.jsonl", model=str(tiny_model_dir), split=(24, 8, 8), regression=None,
+    spec = Experiment(name="rag", data="data.jsonl", model=str(tiny_model_dir), split=(24, 8, 8), regression=None, forgetting=None,
                       max_baselines=3, knowledge_task=True,
                       baselines=[baselines.zero_shot("system.md"),
                                  baselines.retrieval("system.md", knowledge="kb.jsonl", k=1, calibrate=True)])

@@ -34,7 +34,7 @@ def _experiment(model_dir, **kw):
     return Experiment(name="toy", data="data.jsonl", model=str(model_dir), split=(48, 16, 16),
                       baselines=[baselines.zero_shot("a.md"), baselines.few_shot("b.md", k=4)],
                       underpowered="warn", candidate=QLoRA(r=4, alpha=8, learning_rate=3e-2, epochs=1, warmup_ratio=0.0),
-                      regression=None, **kw)
+                      regression=None, forgetting=None, **kw)
 
 
 def test_selection_finishes_before_the_test_split_is_opened(toy, monkeypatch):

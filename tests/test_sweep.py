@@ -18,7 +18,7 @@ def _spec(tmp_path, tiny_model_dir, name="sw", **sweep):
     sweep = {"r": [2, 4], "learning_rate": (1e-3, 3e-2), "epochs": (1, 2), "trials": 3, **sweep}
     sweep = {k: v for k, v in sweep.items() if v is not None or k == "pruner"}
     return Experiment(name=name, data="data.jsonl", model=str(tiny_model_dir), split=(24, 12, 12),
-                      baselines=[baselines.zero_shot("s.md")], regression=None,
+                      baselines=[baselines.zero_shot("s.md")], regression=None, forgetting=None,
                       underpowered="warn", candidate=QLoRA(batch_size=8, evals_per_epoch=3, warmup_ratio=0.0), sweep=Sweep(**sweep))
 
 
@@ -164,7 +164,7 @@ def test_a_worker_killed_mid_trial_leaves_it_failed_and_the_next_worker_finishes
     (tmp_path / "spec.py").write_text(
         "from harness import Experiment, QLoRA, Sweep, baselines\n"
         f"sw = Experiment(name='sw', data='data.jsonl', model={str(tiny_model_dir)!r}, split=(24, 12, 12),\n"
-        "    baselines=[baselines.zero_shot('s.md')], regression=None,\n"
+        "    baselines=[baselines.zero_shot('s.md')], regression=None, forgetting=None,\n"
         "    underpowered='warn', candidate=QLoRA(batch_size=8, evals_per_epoch=3, warmup_ratio=0.0),\n"
         "    sweep=Sweep(r=[2, 4], learning_rate=(1e-3, 3e-2), epochs=[40], trials=2, pruner=None))\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.path.dirname(__file__), os.environ.get("PYTHONPATH", "")])}

@@ -78,7 +78,7 @@ from harness import Experiment, QLoRA, Sweep, baselines
 
 shared = Experiment(
     name="shared", data="data.jsonl", model={model!r}, split=(24, 12, 12),
-    baselines=[baselines.zero_shot("s.md")], regression=None,
+    baselines=[baselines.zero_shot("s.md")], regression=None, forgetting=None,
     underpowered="warn", candidate=QLoRA(batch_size=8, evals_per_epoch=3, warmup_ratio=0.0),
     sweep=Sweep(r=[2, 4, 8], learning_rate=(1e-3, 3e-2), epochs=(1, 2), trials={trials}, pruner=None),
 )

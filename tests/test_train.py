@@ -74,3 +74,35 @@ def test_early_stopping_keeps_the_best_checkpoint(tmp_path, tiny_model_dir):
             losses.append((peft_model(input_ids=ids, labels=labels).loss.item(), ids.shape[1] - n))
     mean = sum(loss * k for loss, k in losses) / sum(k for _, k in losses)
     assert abs(mean - best_loss) < abs(mean - val[-1][1])
+
+
+def test_val_curve_carries_per_row_losses_and_the_kept_step(tmp_path, tiny_model_dir):
+    """Every val evaluation, step 0 included, records each val row's mean completion-token loss
+    (the overfit gate pairs them across evaluations), and the trained run says which step's
+    weights it delivered. Every answer here is one label token plus the end of turn, so each row
+    has as many completion tokens as the next: the row-weighted mean then equals eval_loss (which
+    weights tokens) up to float rounding, and 1e-4 relative is far above that (1e-7 measured) yet
+    far below any real disagreement. With early stopping, the kept step is the evaluation with the
+    lowest eval_loss (the first of equals), whatever the training dynamics."""
+    from harness.candidate.train import Trained
+
+    data = load(write_classification_jsonl(tmp_path / "d.jsonl", n=44))
+    rows = lambda ss: [conversation(prompts.candidate_messages(s), s.answer) for s in ss]
+    resolved = ResolvedModel("tiny", str(tiny_model_dir), "x")
+    model, tokenizer = load_model(resolved, quantize=True), load_tokenizer(resolved)
+    spec = QLoRA(r=8, alpha=16, learning_rate=3e-2, epochs=2, batch_size=4, evals_per_epoch=2, warmup_ratio=0.0,
+                 early_stopping_patience=2)
+    _, trained = train(model, tokenizer, spec, rows(data.samples[:32]), rows(data.samples[32:]), tmp_path / "out",
+                       log=lambda _: None)  # 12 val rows, eval batches of 8: two batches per evaluation
+    val = [c for c in trained.curves if c["split"] == "val"]
+    assert val[0]["step"] == 0 and len(val) >= 3
+    for point in val:
+        assert len(point["row_losses"]) == 12 and all(r > 0 for r in point["row_losses"])
+        mean = sum(point["row_losses"]) / 12
+        assert abs(mean - point["loss"]) <= 1e-4 * max(1.0, point["loss"]), (point["step"], mean, point["loss"])
+    during = [(c["step"], c["loss"]) for c in val if c["step"] > 0]
+    best = min(during, key=lambda p: p[1])[0]  # min() returns the first of equal losses, as early stopping keeps
+    assert trained.kept_step == best and trained.summary()["kept_step"] == best
+    # an adapter cached before kept_step existed still loads (harness/_engine/candidate.py `_adapter`)
+    old = {k: v for k, v in trained.summary().items() if k != "kept_step"}
+    assert Trained("adapter", "0" * 64, **old).kept_step is None

@@ -13,9 +13,11 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 DATA_PREPARED = "data.prepared"          # task, train, val, test (row counts), key_metric
+MACHINE_CHOSEN = "machine.chosen"        # device, name, cores, flags, threads, dtype, kernels (harness/machine.py)
 RETRIEVAL_INDEX = "retrieval.index"      # a line from harness/prompting/retrieval.py: knowledge
 BASELINE_PICKED = "baseline.picked"      # name, split, metric, value
 POWER_PLANNED = "power.planned"          # power, wanted, test_rows, underpowered, statement (PowerStatement)
+REGRESSION_PLANNED = "regression.planned"  # underpowered, planned (instrument -> power statement, text)
 SWEEP_STUDY = "sweep.study"              # study, storage (redacted)
 SWEEP_PROGRESS = "sweep.progress"        # a line from harness/candidate/sweep.py: study (trial, while one trains)
 SWEEP_TRIAL = "sweep.trial"              # (not printed) trial, params, outcome (complete | pruned), value, steps,
@@ -30,8 +32,8 @@ SCORING_PROGRESS = "scoring.progress"    # what, done, total
 APPROACH_SCORED = "approach.scored"      # approach, metric, scores (split -> value), after the final scoring
 AGREEMENT_CHECKED = "agreement.checked"  # approach, valid, rows, agreement (nan without a valid row)
 
-KINDS = frozenset({DATA_PREPARED, RETRIEVAL_INDEX, BASELINE_PICKED, POWER_PLANNED, SWEEP_STUDY, SWEEP_PROGRESS,
-                   SWEEP_TRIAL, CANDIDATE_CHOSEN, CANDIDATE_CACHED, MEMORY_CHECKED, TRAINING_PROGRESS,
+KINDS = frozenset({DATA_PREPARED, MACHINE_CHOSEN, RETRIEVAL_INDEX, BASELINE_PICKED, POWER_PLANNED, REGRESSION_PLANNED, SWEEP_STUDY,
+                   SWEEP_PROGRESS, SWEEP_TRIAL, CANDIDATE_CHOSEN, CANDIDATE_CACHED, MEMORY_CHECKED, TRAINING_PROGRESS,
                    CANDIDATE_TRAINED, SCORING_CACHED, SCORING_PROGRESS, APPROACH_SCORED, AGREEMENT_CHECKED})
 
 

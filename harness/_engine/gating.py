@@ -11,31 +11,91 @@ from harness._engine.evaluate import Approach, Scoring
 from harness._engine.events import Events
 from harness._engine.prepare import Prepared, test_draw
 from harness.errors import SpecError
-from harness.judge import gates, looks, power, regression
+from harness.judge import capability, forgetting, gates, looks, power, regression
 from harness.judge.outcomes import SKIP, GateResult
 from harness.spec.experiment import Experiment
 from harness.store import RunRecord, Store, ledger
 
 
-class RegressionSuite:
-    """The general-ability suite (harness/judge/regression.py), scored on the base model before
-    training and on the candidate after: scores by who answered ("base", "candidate")."""
+class Regression:
+    """The regression gate's instruments (harness/judge/regression.py), scored on the base model
+    before training and on the candidate after: the forgetting probe's documents, and the
+    capability suite's screen, then (if the base clears it) the rest of the suite."""
 
-    def __init__(self, suite: regression.Suite):
-        self.suite, self.prompts = suite, [regression.prompt(q) for q in suite.rows]
-        self.scores: dict[str, regression.SuiteScores] = {}
+    def __init__(self, experiment: Experiment, probe: forgetting.Probe | None, suite: capability.Suite | None):
+        self.experiment, self.probe, self.suite = experiment, probe, suite
+        self.probe_scores: dict[str, forgetting.ProbeScores] = {}
+        self.suite_scores: dict[str, capability.SuiteScores] = {}
+        self.screen: capability.Screen | None = None
+        self.planned: dict = {}
 
     @classmethod
-    def declared(cls, experiment: Experiment, root: Path) -> RegressionSuite | None:
-        """The experiment's suite; None without one, or without a candidate to compare."""
-        if not (experiment.regression and experiment.candidate):
+    def declared(cls, experiment: Experiment, root: Path) -> Regression | None:
+        """The experiment's instruments; None without any, or without a candidate to compare."""
+        if not ((experiment.forgetting or experiment.regression) and experiment.candidate):
             return None
-        return cls(regression.load_suite(experiment.regression, root=root))
+        return cls(experiment, forgetting.load_probe(experiment.forgetting, root=root) if experiment.forgetting else None,
+                   capability.load_suite(experiment.regression, root=root) if experiment.regression else None)
 
-    def score(self, scoring: Scoring, who: str, model_id: str, load_model: Callable[[], object]) -> None:
-        scored = scoring.scorer.score_labels(model_id, load_model, self.prompts, regression.CONTINUATIONS,
-                                             f"{scoring.experiment_name}: regression suite, {who}")
-        self.scores[who] = regression.from_predictions(self.suite, scored.predictions)
+    @property
+    def suite_judged(self) -> bool:
+        return self.suite is not None and self.screen is not None and self.screen.passed
+
+    def score_base(self, scoring: Scoring, model_id: str, load_model: Callable[[], object], events: Events) -> None:
+        """Before training: the base on the probe and the suite's screen (then the rest of the
+        suite if it clears it), and the power each instrument will have, said and kept."""
+        experiment = self.experiment
+        self._score(scoring, "base", model_id, load_model)
+        self.planned = regression.plan(probe=self.probe_scores.get("base"), suite=self.suite_scores.get("base"),
+                                       screen=self.screen, margin=experiment.forgetting_margin,
+                                       delta=experiment.regression_delta, confidence=experiment.confidence)
+        if self.planned:
+            underpowered = regression.is_underpowered(self.planned)
+            events.emit(kinds.REGRESSION_PLANNED, f"{experiment.name}: before training: regression gate: "
+                        f"{regression.planned_text(self.planned)}", underpowered=underpowered, planned=self.planned)
+
+    def score_candidate(self, scoring: Scoring, model_id: str, load_model: Callable[[], object]) -> None:
+        self._score(scoring, "candidate", model_id, load_model)
+
+    def _score(self, scoring: Scoring, who: str, model_id: str, load_model: Callable[[], object]) -> None:
+        if self.probe is not None:
+            start = forgetting.boundary(scoring.scorer.tokenizer)
+            loglik, tokens = scoring.scorer.continuations(model_id, load_model, [start] * len(self.probe.texts),
+                                                          list(self.probe.texts),
+                                                          f"{scoring.experiment_name}: forgetting probe, {who}")
+            self.probe_scores[who] = forgetting.from_logliks(self.probe, loglik, tokens)
+        if self.suite is None:
+            return
+        screen = self.suite.screen
+        if who == "base":
+            self.suite_scores[who] = self._answer(scoring, who, model_id, load_model, screen, "screen")
+            self.screen = capability.screen(self.suite_scores[who], self.experiment.regression_delta,
+                                            self.experiment.confidence)
+        if self.suite_judged:
+            self.suite_scores[who] = self._answer(scoring, who, model_id, load_model, list(range(len(self.suite.rows))),
+                                                  "suite")
+
+    def _answer(self, scoring: Scoring, who: str, model_id: str, load_model: Callable[[], object],
+                indices: list[int], part: str) -> capability.SuiteScores:
+        prompts, conts = capability.items(self.suite, indices)
+        # the screen's answers are in the output cache when the whole suite follows: only the rest is scored
+        loglik, _ = scoring.scorer.continuations(model_id, load_model, prompts, conts,
+                                                 f"{scoring.experiment_name}: capability suite {part}, {who}")
+        return capability.from_answers(self.suite, indices, capability.answers(self.suite, indices, loglik))
+
+    def gate(self) -> GateResult:
+        experiment, parts = self.experiment, {}
+        settings = {"confidence": experiment.confidence, "seed": experiment.bootstrap_seed,
+                    "resamples": experiment.resamples}
+        if self.probe is not None:
+            parts[regression.PROBE] = regression.probe_part(self.probe_scores["base"], self.probe_scores["candidate"],
+                                                            margin=experiment.forgetting_margin, **settings)
+        if self.suite is not None:
+            parts[regression.SUITE] = (regression.suite_part(self.suite_scores["base"], self.suite_scores["candidate"],
+                                                             delta=experiment.regression_delta, **settings)
+                                       if self.suite_judged else capability.skipped(self.suite, self.screen))
+        return regression.combine(parts, planned=self.planned,
+                                  allow_inconclusive=experiment.allows_inconclusive("regression"))
 
 
 def plan_power(experiment: Experiment, p: Prepared, best: Approach, picked_on: str,
@@ -72,7 +132,7 @@ def plan_power(experiment: Experiment, p: Prepared, best: Approach, picked_on: s
 
 
 def judge(experiment: Experiment, p: Prepared, best: Approach, picked_on: str, candidate: Candidate | None,
-          suite: RegressionSuite | None, planned: power.PowerStatement | None = None, *, store: Store | None = None,
+          suite: Regression | None, planned: power.PowerStatement | None = None, *, store: Store | None = None,
           record: RunRecord | None = None) -> dict[str, GateResult]:
     """Every gate's verdict, by gate name; without a candidate only the data is judged. With a
     store, the five-percent rule's judgement is counted as a look at its test rows (the ledger,
@@ -97,12 +157,10 @@ def judge(experiment: Experiment, p: Prepared, best: Approach, picked_on: str, c
         record.looks.append(ledger.entry(experiment.name, look, verdicts["five_percent_rule"].outcome, row_keys,
                                          draw=test_draw(experiment, p.data_sha)))
     if suite:
-        verdicts["regression"] = regression.regression_gate(
-            suite.scores["base"], suite.scores["candidate"], delta=experiment.regression_delta,
-            confidence=experiment.confidence, seed=experiment.bootstrap_seed, resamples=experiment.resamples,
-            allow_inconclusive=experiment.allows_inconclusive("regression"))
-    verdicts["overfit"] = gates.overfit(candidate.curves, train_score=tuned.metrics["train"][key],
-                                        test_score=tuned.metrics["test"][key], metric=key)
+        verdicts["regression"] = suite.gate()
+    verdicts["overfit"] = gates.overfit(candidate.curves, train_scores=tuned.scores["train"],
+                                        test_scores=tuned.scores["test"], metric=key,
+                                        kept_step=candidate.trained.kept_step, confidence=experiment.confidence)
     return verdicts
 
 

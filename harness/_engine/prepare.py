@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import data, files, models
+from harness import data, files, machine, models
 from harness._engine import events as kinds
 from harness._engine.evaluate import Scoring
 from harness._engine.events import Events
@@ -61,6 +61,8 @@ def prepare(experiment: Experiment, store: Store, root: Path, record: RunRecord,
                 f"{len(test)} test rows; key metric {key_metric.name}", task=task, train=len(splits.train),
                 val=len(splits.val), test=len(test), key_metric=key_metric.name)
     resolved = models.resolve(experiment.model)
+    chosen = machine.chosen()
+    events.emit(kinds.MACHINE_CHOSEN, f"{name}: {chosen.text()}", **chosen.to_dict())
     tokenizer = models.load_tokenizer(resolved, trust_remote_code=experiment.trust_remote_code)
     max_new = 16
     if task == "generation":

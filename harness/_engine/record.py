@@ -8,9 +8,10 @@ import platform
 import subprocess
 from pathlib import Path
 
+from harness import machine
 from harness._engine.candidate import Candidate
 from harness._engine.evaluate import Approach, Contender
-from harness._engine.gating import RegressionSuite
+from harness._engine.gating import Regression
 from harness._engine.prepare import Prepared
 from harness.judge.outcomes import GateResult
 from harness.spec.experiment import Experiment
@@ -37,7 +38,7 @@ def provenance(root: Path, experiment: Experiment) -> dict:
     import torch
 
     hardware = {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
-                "device": "cuda" if torch.cuda.is_available() else "cpu"}
+                "device": "cuda" if torch.cuda.is_available() else "cpu", "chosen": machine.chosen().to_dict()}
     if torch.cuda.is_available():
         hardware["gpu"] = torch.cuda.get_device_name(0)
     return {"git_commit": _git_commit(root), "versions": versions, "hardware": hardware,
@@ -54,11 +55,14 @@ def _git_commit(root: Path) -> str | None:
 
 
 def record_run(record: RunRecord, p: Prepared, test_rows: list, contenders: list[Contender], best: Approach,
-               candidate: Candidate | None, suite: RegressionSuite | None, verdicts: dict[str, GateResult]) -> None:
+               candidate: Candidate | None, suite: Regression | None, verdicts: dict[str, GateResult]) -> None:
     """Fill the run's record with every row to write; the store writes it in one transaction."""
     record.run_fields["best_baseline"] = best.name
-    for who, scores in suite.scores.items() if suite else ():
-        record.metrics.append({"approach": who, "split": "regression", "metric": f"{suite.suite.name}_accuracy",
+    for who, probe in suite.probe_scores.items() if suite else ():
+        record.metrics.append({"approach": who, "split": "regression", "metric": f"{probe.probe}_nats_per_token",
+                               "value": probe.nats_per_token})
+    for who, scores in suite.suite_scores.items() if suite and suite.suite_judged else ():
+        record.metrics.append({"approach": who, "split": "regression", "metric": f"{scores.suite}_accuracy",
                                "value": scores.accuracy})
     rows_of = {"val": p.splits.val, "test": test_rows, "train": p.splits.train}
     for approach in (a for contender in contenders for a in contender.approaches()):

@@ -16,7 +16,7 @@ from harness._engine import baselines, evaluate
 from harness._engine.candidate import search, train_candidate
 from harness._engine.evaluate import Approach
 from harness._engine.events import Event, Events
-from harness._engine.gating import RegressionSuite, judge, plan_power
+from harness._engine.gating import Regression, judge, plan_power
 from harness._engine.prepare import prepare
 from harness._engine.record import record_run, run_facts
 from harness.errors import HarnessError, SpecError
@@ -80,7 +80,7 @@ def run_sweep(experiment: Experiment, store: Store, *, root: str | Path = ".", l
 def _run(experiment: Experiment, store: Store, run_id: str, record: RunRecord, root: Path,
          events: Events, work_dir, started: float, sweep: bool, sweep_storage: str | None) -> Result:
     p = prepare(experiment, store, root, record, events)
-    suite = RegressionSuite.declared(experiment, root)
+    suite = Regression.declared(experiment, root)
     record.run_fields |= run_facts(experiment, p, root)
 
     # selection: train and validation only; the test split stays sealed
@@ -88,14 +88,14 @@ def _run(experiment: Experiment, store: Store, run_id: str, record: RunRecord, r
     best, picked_on = baselines.pick_best(prompt_baselines, p.scoring, p.splits, events)
     planned = plan_power(experiment, p, best, picked_on, events, store)  # stops an underpowered experiment here
     if suite:  # scored before training, which wraps the base model in the adapter
-        suite.score(p.scoring, "base", p.models.base_id, p.models.base)
+        suite.score_base(p.scoring, p.models.base_id, p.models.base, events)
     contenders, candidate = list(prompt_baselines.contenders), None
     if experiment.candidate is not None:
         candidate = train_candidate(experiment, store, p, root, events, work_dir=work_dir, search_first=sweep,
                                     storage=sweep_storage)
         contenders.append(candidate.contender)
         if suite:
-            suite.score(p.scoring, "candidate", candidate.contender.model_id, candidate.contender.load_model)
+            suite.score_candidate(p.scoring, candidate.contender.model_id, candidate.contender.load_model)
 
     # final scoring: the test split is opened once, for what was already chosen
     test_rows = p.test.open("final scoring")

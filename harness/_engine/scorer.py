@@ -54,9 +54,21 @@ class Scorer:
 
     def references(self, model_id: str, get_model: Callable[[], object], message_lists: list[list[dict]],
                    references: list[str], what: str) -> tuple[list[float], list[int]]:
-        """Each reference answer's log-likelihood after its prompt and its token count, cached.
-        (The cache row keeps the log-likelihood among its label scores and the count as tokens.)"""
-        pairs = list(zip(self._render(message_lists), references))
+        """Each reference answer's log-likelihood after its chat-rendered prompt and its token count, cached."""
+        return self._continuations(model_id, get_model, self._render(message_lists), references,
+                                   {"reference_loglik": True}, what)
+
+    def continuations(self, model_id: str, get_model: Callable[[], object], prompts: list[str],
+                      continuations: list[str], what: str) -> tuple[list[float], list[int]]:
+        """Each continuation's log-likelihood after its plain-text prompt (no chat template) and its
+        token count, cached: the regression gate's option and document likelihoods."""
+        return self._continuations(model_id, get_model, prompts, continuations,
+                                   {"continuation_loglik": True, "template": "none"}, what)
+
+    def _continuations(self, model_id: str, get_model: Callable[[], object], prompts: list[str],
+                       continuations: list[str], decoding: dict, what: str) -> tuple[list[float], list[int]]:
+        # the cache row keeps the log-likelihood among its label scores and the count as tokens
+        pairs = list(zip(prompts, continuations))
         cache_keys = [f"{prompt}\x1f{ref}" for prompt, ref in pairs]
         by_cache_key = dict(zip(cache_keys, pairs))
 
@@ -69,7 +81,7 @@ class Scorer:
             return Scored([""] * len(todo), [0.0] * len(todo), counts,
                           label_logprobs=[{"reference": ll} for ll in loglik], generated_tokens=counts)
 
-        scored = self._cached(model_id, get_model, score, cache_keys, {"reference_loglik": True}, what)
+        scored = self._cached(model_id, get_model, score, cache_keys, decoding, what)
         return [lp["reference"] for lp in scored.label_logprobs], scored.generated_tokens
 
     def _render(self, message_lists: list[list[dict]]) -> list[str]:

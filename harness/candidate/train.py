@@ -2,7 +2,7 @@
 
 Examples become prompt/completion conversations, so trl computes the loss on the
 assistant's answer alone. Validation loss is measured before training (step 0) and at
-every evaluation, giving the curves the overfit gate reads.
+every evaluation, with each val row's own loss, giving the curves the overfit gate reads.
 """
 from __future__ import annotations
 
@@ -21,17 +21,23 @@ from harness.spec.experiment import QLoRA
 class Trained:
     adapter_path: str
     adapter_sha256: str
-    curves: list[dict] = field(default_factory=list)  # {step, epoch, split: train|val, loss}
+    # {step, epoch, split: train|val, loss}; a val point also has row_losses: each val row's mean
+    # completion-token loss at that evaluation (None where not measured), in the eval set's order
+    curves: list[dict] = field(default_factory=list)
     seconds: float = 0.0
     steps: int = 0
     trainable_params: int = 0
     total_params: int = 0
     device: str = "cpu"
+    # the step whose weights were delivered: early stopping's best checkpoint, else the last step;
+    # None for an adapter cached before this was kept
+    kept_step: int | None = None
 
     def summary(self) -> dict:
         """What the adapter cache keeps beside the adapter (everything but its path and hash)."""
         return {"curves": self.curves, "seconds": self.seconds, "steps": self.steps,
-                "trainable_params": self.trainable_params, "total_params": self.total_params, "device": self.device}
+                "trainable_params": self.trainable_params, "total_params": self.total_params, "device": self.device,
+                "kept_step": self.kept_step}
 
 
 def conversation(messages: list[dict], answer: str) -> dict:
@@ -60,6 +66,63 @@ def _progress_callback(log: Callable[[str], None], name: str):
                     f"({elapsed:.0f}s elapsed, ~{eta:.0f}s left)")
 
     return Progress()
+
+
+class _RowLosses:
+    """Each evaluation's per-row validation losses, read off the forward passes the evaluation runs
+    anyway (no extra pass, no logits kept): a forward hook on the model sums each row's completion
+    token losses (-log p of every label that is not -100, the tokens eval_loss averages) and
+    divides by their count. A row's loss is the mean over its own tokens; eval_loss weights tokens
+    (per batch), so their means differ by how much long and short answers differ in loss.
+
+    trl's fused LM head returns the per-token log-probabilities (`log_probs`, `label_mask`); a
+    forward that returns logits instead (another trl) is read from them and the labels. After
+    every evaluation (`on_evaluate`) the rows are attached to its log-history entry as
+    `eval_row_losses`, so they reach the checkpoints' trainer_state.json and survive a resume. A
+    count that does not match the eval set (several devices, or a stray forward) keeps none."""
+
+    def __init__(self, model, expected_rows: int):
+        self.expected, self.rows, self.last = expected_rows, [], None
+        self.handle = model.register_forward_hook(self._hook, with_kwargs=True)
+
+    def _hook(self, module, args, kwargs, output):
+        import torch
+
+        if module.training:
+            return
+        log_probs, mask = getattr(output, "log_probs", None), getattr(output, "label_mask", None)
+        with torch.no_grad():
+            if log_probs is None or mask is None:
+                logits, labels = getattr(output, "logits", None), kwargs.get("labels")
+                if logits is None or labels is None:
+                    return  # a forward without labels (trl's logits pass for metrics): not a loss
+                labels = labels[:, 1:].to(logits.device)  # token t predicts label t + 1
+                mask = labels != -100
+                log_probs = -torch.nn.functional.cross_entropy(logits[:, :-1].float().transpose(1, 2),
+                                                               labels.clamp(min=0), reduction="none")
+            mask = mask.to(log_probs.device)
+            sums = (-log_probs.float() * mask).sum(dim=1).tolist()
+            counts = mask.sum(dim=1).tolist()
+        self.rows.extend(s / c if c else None for s, c in zip(sums, counts))
+
+    def callback(self):
+        from transformers import TrainerCallback
+
+        recorder = self
+
+        class AttachRowLosses(TrainerCallback):
+            def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+                rows, recorder.rows = recorder.rows, []
+                one_device = args.world_size == 1 and args.n_gpu <= 1  # else rows arrive per device
+                recorder.last = rows if len(rows) == recorder.expected and one_device else None
+                entry = state.log_history[-1] if state.log_history else {}
+                if recorder.last is not None and "eval_loss" in entry and entry.get("step") == state.global_step:
+                    entry["eval_row_losses"] = recorder.last
+
+        return AttachRowLosses()
+
+    def remove(self) -> None:
+        self.handle.remove()
 
 
 CHECKPOINT_FILES = ("trainer_state.json", "adapter_model.safetensors", "optimizer.pt", "scheduler.pt")
@@ -169,13 +232,16 @@ def train(model, tokenizer, spec: QLoRA, train_rows: list[dict], val_rows: list[
     from transformers.trainer_callback import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)
+    recorder = _RowLosses(trainer.model, len(trainer.eval_dataset)) if val_rows else None
+    if recorder is not None:
+        trainer.add_callback(recorder.callback())
     trainable, total = trainer.model.get_nb_trainable_parameters()
     log(f"{name}: QLoRA r={spec.r} alpha={spec.alpha} lr={spec.learning_rate:g} epochs={spec.epochs:g}: "
         f"{trainable:,} trainable of {total:,} parameters, {total_steps} steps on {'cuda' if cuda else 'cpu'}")
     curves = []
     if val_rows:
         start_loss = trainer.evaluate()["eval_loss"]
-        curves.append({"step": 0, "epoch": 0.0, "split": "val", "loss": start_loss})
+        curves.append({"step": 0, "epoch": 0.0, "split": "val", "loss": start_loss, "row_losses": recorder.last})
         log(f"{name}: val loss before training {start_loss:.4f}")
     checkpoint = last_complete_checkpoint(output_dir / "trainer", log=log, name=name) if resume else None
     if checkpoint is not None:
@@ -183,9 +249,11 @@ def train(model, tokenizer, spec: QLoRA, train_rows: list[dict], val_rows: list[
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     seconds = time.perf_counter() - start
-    step = trainer.state.global_step
+    step = kept_step = trainer.state.global_step
     if early_stopping:
         best = trainer.state.best_model_checkpoint
+        if best is not None:  # load_best_model_at_end reloaded it
+            kept_step = int(Path(best).name.split("-")[-1])
         log(f"{name}: kept the best checkpoint ({best}, val loss {trainer.state.best_metric:.4f}); "
             f"stopped at step {step} of {total_steps}")
     elif val_rows and not any(h.get("step") == step and "eval_loss" in h for h in trainer.state.log_history):
@@ -195,7 +263,9 @@ def train(model, tokenizer, spec: QLoRA, train_rows: list[dict], val_rows: list[
             curves.append({"step": entry["step"], "epoch": entry.get("epoch"), "split": "train", "loss": entry["loss"]})
         if "eval_loss" in entry:
             curves.append({"step": entry["step"], "epoch": entry.get("epoch"), "split": "val",
-                           "loss": entry["eval_loss"]})
+                           "loss": entry["eval_loss"], "row_losses": entry.get("eval_row_losses")})
+    if recorder is not None:
+        recorder.remove()
     adapter_dir = output_dir / "adapter"
     trainer.model.save_pretrained(adapter_dir)
     tokenizer.save_pretrained(adapter_dir)
@@ -203,4 +273,4 @@ def train(model, tokenizer, spec: QLoRA, train_rows: list[dict], val_rows: list[
     peft_model = trainer.model
     peft_model.eval()
     return peft_model, Trained(str(adapter_dir), adapter_sha256(adapter_dir), curves, seconds, trainer.state.global_step,
-                               trainable, total, "cuda" if cuda else "cpu")
+                               trainable, total, "cuda" if cuda else "cpu", kept_step)

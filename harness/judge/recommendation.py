@@ -12,9 +12,15 @@ from dataclasses import dataclass, field
 
 from harness.judge import decision, power
 from harness.judge.decision import FINE_TUNE, INCONCLUSIVE_VERDICT, KEEP_PROMPTING
-from harness.judge.outcomes import FAIL, FIVE_PERCENT_RULE, GateResult
+from harness.judge.outcomes import FAIL, FIVE_PERCENT_RULE, OVERFIT, GateResult
 from harness.judge.pricing import ApproachCost, CostView, calls_text, cost_view, format_cost, money
 from harness.judge.units import uplift_text
+
+# After an overfit FAIL: what to change is read off validation, never off the test score (a
+# training choice tuned on test would make the next verdict on those rows optimistic).
+OVERFIT_ADVICE = ("train again keeping the best validation checkpoint (early_stopping_patience), with fewer epochs "
+                  "or with more training rows, chosen on validation loss alone, never on the test score; the "
+                  "retrained candidate's verdict is another look at the test rows")
 
 KEEP, RETRIEVE, MORE_DATA, TUNE, TUNE_SMALLER = ("keep prompting", "use retrieval", "collect more data", "fine-tune",
                                                 "fine-tune a smaller model")
@@ -151,6 +157,8 @@ def recommend(gates: list[GateResult], approaches: list, task: str | None, cost_
             how = " (allowed by the spec, so CI goes on)" if decision.allowed(gate) else ""
             more = ("more training rows (or fewer epochs) before trusting the win" if gate.outcome == FAIL
                     else "more evidence for that gate before trusting the win")
+            if gate.gate == OVERFIT and gate.outcome == FAIL:
+                more = OVERFIT_ADVICE
             reasons.append(f"but the {gate.gate} gate is {gate.outcome}{how}: {gate.message}; {more}")
             return Recommendation(MORE_DATA, found.verdict, reasons + costs())
         if knowledge_task and _retrieved(approaches, details.get("baseline")):

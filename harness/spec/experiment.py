@@ -209,8 +209,14 @@ class Experiment:
     relative: uplift relative to the baseline (True) or in absolute metric points (False). A
         metric with an arbitrary zero (raw BERTScore) must be judged in points.
     allow_inconclusive: let INCONCLUSIVE pass: True for every gate, or a tuple of gate names.
-    regression: general-ability suite scored on base and candidate ("mmlu": the shipped MMLU
-        slice; or a path to a JSONL in the same format; None: no regression gate).
+    forgetting: held general text the regression gate scores on base and candidate, per token
+        ("wikipedia": 250 held Wikipedia passages; or a path to a JSONL of {"text"} rows; None:
+        no forgetting probe). Cheap: one forward pass per document and model.
+    forgetting_margin: the candidate's perplexity on that text may rise at most this much
+        (0.05: 5%, a geometric mean over documents). See docs/statistics.md.
+    regression: capability suite the regression gate scores on base and candidate by option
+        likelihood ("mmlu": the shipped 1,140-question MMLU slice; or a path to a JSONL in the
+        same format; None: no suite). It SKIPs, saying so, where the base answers at chance.
     regression_delta: the candidate may lose at most this much suite accuracy (0.02 = 2 points).
     gpu_hour_price, calls: price per device-hour and call volume for the cost view (the command
         line's --harness-gpu-hour-price / --harness-calls win over these).
@@ -252,6 +258,8 @@ class Experiment:
     threshold: float = 0.05
     relative: bool = True
     allow_inconclusive: bool | tuple[str, ...] = False
+    forgetting: str | None = "wikipedia"
+    forgetting_margin: float = 0.05
     regression: str | None = "mmlu"
     regression_delta: float = 0.02
     gpu_hour_price: float | None = None
@@ -323,6 +331,9 @@ class Experiment:
             raise SpecError(f"{where}: split fractions must add up to 1 (got {self.split}); or give row counts")
         if not 0 <= self.threshold < 10:
             raise SpecError(f"{where}: threshold must be a fraction like 0.05 for 5% (got {self.threshold!r})")
+        if not 0 < self.forgetting_margin < 10:
+            raise SpecError(f"{where}: forgetting_margin is the perplexity rise allowed, e.g. 0.05 for 5% "
+                            f"(got {self.forgetting_margin!r})")
         if not 0 <= self.regression_delta < 1:
             raise SpecError(f"{where}: regression_delta must be in [0, 1), e.g. 0.02 for 2 points "
                             f"(got {self.regression_delta!r})")
