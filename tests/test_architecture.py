@@ -14,7 +14,7 @@ HARNESS = Path(__file__).resolve().parent.parent / "harness"
 FLOORS = {
     "errors": 0, "files": 0,
     "spec": 1,
-    "data": 2, "models": 2,
+    "data": 2, "models": 2, "machine": 2,
     "prompting": 3,
     "scoring": 4,
     "judge": 5,

@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from harness.errors import DataError
-from harness.judge import stats
+from harness.judge import stats, suites
 from harness.judge.outcomes import FAIL, PASS, REGRESSION, SKIP, GateResult
 from harness.judge.units import signed_points
 
@@ -87,22 +87,8 @@ def load_suite(name_or_path: str | Path, *, root: str | Path = ".") -> Suite:
 
     Raises DataError, one line naming the file and line, for a missing file or a bad row.
     """
-    key = str(name_or_path)
-    if key in SHIPPED:
-        title, path = SHIPPED[key]
-    else:
-        path = Path(name_or_path).expanduser()
-        path = path if path.is_absolute() else Path(root) / path
-        title = key
-        if not path.is_file():
-            what = "is not a file" if path.exists() else "does not exist"
-            raise DataError(f"regression suite {key!r} {what}: use 'mmlu' (the shipped MMLU slice) or a path to a "
-                            f"JSONL file; {_ROW_HELP}")
-    try:
-        raw = path.read_bytes()
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise DataError(f"regression suite {path}: not UTF-8 text (byte {e.start}); save it as UTF-8") from e
+    key, title, path, raw, text = suites.read(name_or_path, SHIPPED, root=root, kind="regression suite",
+                                              use="'mmlu' (the shipped MMLU slice)", row_help=_ROW_HELP)
     rows = [_question(path, number, line) for number, line in enumerate(text.splitlines(), 1) if line.strip()]
     if not rows:
         raise DataError(f"regression suite {path} has no questions; {_ROW_HELP}")

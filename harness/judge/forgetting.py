@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from harness.errors import DataError
-from harness.judge import stats
+from harness.judge import stats, suites
 from harness.judge.outcomes import FAIL, PASS, REGRESSION, GateResult
 
 SUITES_DIR = Path(__file__).with_name("suites")
@@ -52,22 +52,8 @@ class Probe:
 def load_probe(name_or_path: str | Path, *, root: str | Path = ".") -> Probe:
     """The shipped "wikipedia" probe, or a user's JSONL file of {"text"} rows (relative paths
     resolve against `root`). Raises DataError, one line naming the file and line, for bad input."""
-    key = str(name_or_path)
-    if key in SHIPPED:
-        title, path = SHIPPED[key]
-    else:
-        path = Path(name_or_path).expanduser()
-        path = path if path.is_absolute() else Path(root) / path
-        title = key
-        if not path.is_file():
-            what = "is not a file" if path.exists() else "does not exist"
-            raise DataError(f"forgetting probe {key!r} {what}: use 'wikipedia' (the shipped held passages) or a path "
-                            f"to a JSONL file; {_ROW_HELP}")
-    try:
-        raw = path.read_bytes()
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise DataError(f"forgetting probe {path}: not UTF-8 text (byte {e.start}); save it as UTF-8") from e
+    key, title, path, raw, text = suites.read(name_or_path, SHIPPED, root=root, kind="forgetting probe",
+                                              use="'wikipedia' (the shipped held passages)", row_help=_ROW_HELP)
     ids, texts = [], []
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
