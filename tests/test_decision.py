@@ -157,3 +157,16 @@ def test_the_first_unsettled_gate_in_judging_order_decides():
     assert decision.decide(gates).deciding.gate == "overfit"
     gates.append(gate("regression", "FAIL"))  # harm outranks an unsettled check
     assert decision.decide(gates[1:]).verdict == KEEP_PROMPTING
+
+
+def test_harm_outranks_an_unsettled_rule_and_no_reason_says_ci_goes_on_when_it_stops():
+    """The shipped sarcasm run: the rule INCONCLUSIVE (allowed), the regression gate FAIL."""
+    gates = [gate("data_quality", "PASS"), gate("five_percent_rule", ALLOWED), gate("overfit", "PASS"),
+             gate("regression", "FAIL")]
+    found = decision.decide(gates)
+    assert (found.verdict, found.passed, found.deciding.gate) == (KEEP_PROMPTING, False, "regression")
+    assert "loses general ability" in found.reason and "CI goes on" not in found.reason
+    # an allowed INCONCLUSIVE beside a gate that blocks CI: the reason does not promise CI goes on
+    blocked = decision.decide([gate("five_percent_rule", ALLOWED), gate("overfit", "FAIL")])
+    assert not blocked.passed and "CI goes on" not in blocked.reason
+    assert "CI goes on" in decision.decide([gate("five_percent_rule", ALLOWED)]).reason

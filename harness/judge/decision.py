@@ -14,10 +14,14 @@ item, `harness export`, the recommendation and the CLI. Two questions, kept apar
 The verdict, first match wins:
   1. no candidate was judged (the rule is missing or SKIP)          -> Keep prompting
   2. the rule FAILs                                                  -> Keep prompting
-  3. the rule is INCONCLUSIVE                                        -> Inconclusive
-  4. the rule PASSes and the regression gate FAILs (lost ability)    -> Keep prompting
+  3. the regression gate FAILs (lost general ability)                -> Keep prompting
+  4. the rule is INCONCLUSIVE                                        -> Inconclusive
   5. the rule PASSes and any other gate is not PASS or SKIP          -> Inconclusive
   6. otherwise                                                       -> Fine-tune
+
+Harm (3) outranks an unsettled rule (4): a candidate that loses general ability would be
+"Keep prompting" even with its uplift shown, so more test rows for the rule cannot change the
+answer. A reason says "CI goes on" only when nothing blocks it.
 """
 from __future__ import annotations
 
@@ -95,17 +99,19 @@ def decide(gates: Iterable[GateResult], *, status: str = "complete") -> Decision
         return made(KEEP_PROMPTING, rule, "no fine-tuned candidate was judged: nothing has beaten the prompts")
     if rule.outcome == FAIL:
         return made(KEEP_PROMPTING, rule, "the candidate does not clear the five-percent rule")
+    harm = by_name.get(REGRESSION)
+    if harm is not None and harm.outcome == FAIL:
+        clears = "clears the rule but" if rule.outcome == PASS else "is not shown to clear the rule and"
+        return made(KEEP_PROMPTING, harm, f"the candidate {clears} loses general ability (regression FAIL)")
+    goes_on = " (allowed by the spec, so CI goes on)" if not blocking else ""
     if rule.outcome == INCONCLUSIVE:
-        return made(INCONCLUSIVE_VERDICT, rule, "the five-percent rule is INCONCLUSIVE: the candidate is not shown to clear its bar"
-                    + (" (allowed by the spec, so CI goes on)" if allowed(rule) else ""))
+        return made(INCONCLUSIVE_VERDICT, rule, "the five-percent rule is INCONCLUSIVE: the candidate is not shown to "
+                    "clear its bar" + (goes_on if allowed(rule) else ""))
     others = sorted((g for g in gates if g.gate != FIVE_PERCENT_RULE and g.outcome not in (PASS, SKIP)),
                     key=lambda g: GATES.index(g.gate) if g.gate in GATES else len(GATES))
-    harm = next((g for g in others if g.gate == REGRESSION and g.outcome == FAIL), None)
-    if harm is not None:
-        return made(KEEP_PROMPTING, harm, "the candidate clears the rule but loses general ability (regression FAIL)")
     if others:
         first = others[0]
-        how = " (allowed by the spec, so CI goes on)" if allowed(first) else ""
+        how = goes_on if allowed(first) else ""
         return made(INCONCLUSIVE_VERDICT, first,
                     f"the candidate clears the rule, but the {first.gate} gate is {first.outcome}{how}")
     return made(FINE_TUNE, rule, "the candidate clears the five-percent rule and every other gate passed")
