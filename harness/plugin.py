@@ -361,8 +361,8 @@ def _cost_summary(terminalreporter, config, state) -> None:
         planned = found.rule.details.get("planned") if found.rule is not None else None
         if planned:
             terminalreporter.write_line(f"{name}:   before training: {power.PowerStatement(**planned).text()}")
-        for gate in found.allowed:
-            terminalreporter.write_line(f"{name}:   CI goes on: {decision.policy_note(gate)}")
+        for note in decision.allowed_notes(found):
+            terminalreporter.write_line(f"{name}:   {note}")
         view, recommended = recommendation.for_run(stored,
                                                    gpu_hour_price=config.getoption("--harness-gpu-hour-price"),
                                                    calls=config.getoption("--harness-calls"))

@@ -170,3 +170,23 @@ def test_harm_outranks_an_unsettled_rule_and_no_reason_says_ci_goes_on_when_it_s
     blocked = decision.decide([gate("five_percent_rule", ALLOWED), gate("overfit", "FAIL")])
     assert not blocked.passed and "CI goes on" not in blocked.reason
     assert "CI goes on" in decision.decide([gate("five_percent_rule", ALLOWED)]).reason
+
+
+def test_every_reader_says_ci_goes_on_only_when_it_does(tmp_path):
+    """The summary line, the report's notes and headline and the recommendation, on the shipped
+    sarcasm run's shape: an allowed INCONCLUSIVE rule beside a regression FAIL."""
+    gates = [gate("data_quality", "PASS"), gate("five_percent_rule", ALLOWED), gate("overfit", "PASS"),
+             gate("regression", "FAIL")]
+    store, run = stored_run(tmp_path, gates)
+    found = decision.decide(run.gates)
+    [note] = decision.allowed_notes(found)
+    assert note.startswith("five_percent_rule INCONCLUSIVE, let through") and "CI stops anyway, on regression FAIL" in note
+    _, recommended = recommendation.for_run(run)
+    assert recommended.action == "keep prompting" and not any("CI goes on" in r for r in recommended.reasons)
+    from harness.report import summary
+
+    assert summary.verdict(run)["allowed"] == [note]
+    line = summary.headline(summary.run_summary(run), found)
+    assert "not shown to clear" in line and "CI goes on" not in line
+    [alone] = decision.allowed_notes(decision.decide([gate("five_percent_rule", ALLOWED)]))
+    assert alone.startswith("CI goes on: five_percent_rule INCONCLUSIVE")

@@ -62,6 +62,14 @@ def policy_note(gate: GateResult) -> str:
     return f"{gate.gate} INCONCLUSIVE, let through by the spec's {ALLOW_POLICY}: not shown to clear its bar"
 
 
+def allowed_notes(found: "Decision") -> list[str]:
+    """Each INCONCLUSIVE the spec let through, in words for the summary and the report: "CI
+    goes on" only when nothing else stops it."""
+    stops = ", ".join(f"{g.gate} {g.outcome}" for g in found.blocking)
+    return [f"CI goes on: {policy_note(g)}" if found.passed or not stops else
+            f"{policy_note(g)}; CI stops anyway, on {stops}" for g in found.allowed]
+
+
 @dataclass(frozen=True)
 class Decision:
     verdict: str                          # FINE_TUNE | KEEP_PROMPTING | INCONCLUSIVE_VERDICT | RUN_FAILED | RUNNING

@@ -138,7 +138,7 @@ def recommend(gates: list[GateResult], approaches: list, task: str | None, cost_
         reasons.append(f"{FIVE_PERCENT_RULE} {rule.outcome}: {rule.message}")
 
     if found.verdict == KEEP_PROMPTING:
-        if found.deciding is not rule:  # the rule passed; another gate showed harm
+        if found.deciding is not rule:  # another gate showed harm (the rule passed or is unsettled)
             gate = found.deciding
             reasons.append(f"but the {gate.gate} gate is {gate.outcome}: {gate.message}; the fine-tune costs more "
                            f"than it gains")
@@ -154,7 +154,7 @@ def recommend(gates: list[GateResult], approaches: list, task: str | None, cost_
     if found.verdict == INCONCLUSIVE_VERDICT:
         if found.deciding is not rule:  # the rule passed; another gate leaves the win unsettled
             gate = found.deciding
-            how = " (allowed by the spec, so CI goes on)" if decision.allowed(gate) else ""
+            how = " (allowed by the spec, so CI goes on)" if decision.allowed(gate) and found.passed else ""
             more = ("more training rows (or fewer epochs) before trusting the win" if gate.outcome == FAIL
                     else "more evidence for that gate before trusting the win")
             if gate.gate == OVERFIT and gate.outcome == FAIL:

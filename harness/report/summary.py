@@ -45,7 +45,7 @@ def verdict(stored: StoredRun) -> dict:
     the INCONCLUSIVE gates the spec let through (named, so no pass is silent)."""
     found = run_decision(stored)
     return {"label": found.verdict, "cls": badge_class(found.verdict), "reason": found.reason,
-            "ci_passed": found.passed, "allowed": [decision.policy_note(g) for g in found.allowed]}
+            "ci_passed": found.passed, "allowed": decision.allowed_notes(found)}
 
 
 def run_decision(stored: StoredRun) -> decision.Decision:
@@ -61,7 +61,7 @@ def headline(summary: dict, found: decision.Decision) -> str:
     interval = _interval_text(summary)
     rule, deciding = found.rule, found.deciding
     allowed = " The spec allows this INCONCLUSIVE, so CI goes on; the verdict stays open." \
-        if deciding is not None and decision.allowed(deciding) else ""
+        if deciding is not None and decision.allowed(deciding) and found.passed else ""
     if rule is None:
         return "No five-percent-rule verdict was recorded for this run."
     if rule.outcome == SKIP:
@@ -85,9 +85,13 @@ def headline(summary: dict, found: decision.Decision) -> str:
     if deciding is rule:
         return (f"The uplift over {base} is {uplift}{interval}, an interval that straddles the {bar} bar: "
                 f"the test split is too small to decide either way.{allowed}")
-    if found.verdict == KEEP_PROMPTING:
+    if found.verdict == KEEP_PROMPTING and rule.outcome == PASS:
         return (f"The candidate clears the {bar} bar ({uplift}{interval}), but the {deciding.gate} gate failed: "
                 f"the fine-tune loses more general ability than it may.")
+    if found.verdict == KEEP_PROMPTING:
+        return (f"The candidate's uplift over {base} is {uplift}{interval}, not shown to clear the {bar} bar, and "
+                f"the {deciding.gate} gate failed: the fine-tune loses more general ability than it may, so more "
+                f"test rows for the rule would not change the answer.")
     return (f"The candidate clears the {bar} bar ({uplift}{interval}), but the {deciding.gate} gate is "
             f"{deciding.outcome}, so the result can't be trusted yet.{allowed}")
 
