@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from harness.judge import family, gates, looks, power, regression, stats  # noqa: E402
+from harness.judge import family, gates, looks, overfit, power, regression, stats  # noqa: E402
 
 
 def pct(x: float) -> str:
@@ -59,7 +59,7 @@ def family_table(draws: int, resamples: int) -> None:
 
 
 def overfit_table(draws: int) -> None:
-    """The overfit gate on synthetic curves (`gates.simulate_overfit`: 120 val rows, per-row noise sd 0.3
+    """The overfit gate on synthetic curves (`overfit.simulate_overfit`: 120 val rows, per-row noise sd 0.3
     nats at each evaluation, train loss falling throughout), and its train-test gap warning."""
     print("### The overfit gate: false FAIL on a flat plateau, detection of a real overfit\n")
     print("Val loss drops at the first evaluation, then stays flat (rise 0) or, from a third of the way in, rises "
@@ -70,11 +70,11 @@ def overfit_table(draws: int) -> None:
     print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     power_draws = max(500, draws // 4)
     for evaluations in (3, 4, 6, 12):
-        old = gates.simulate_overfit(evaluations, draws=draws, row_losses=False, seed=1)
-        flat = gates.simulate_overfit(evaluations, draws=draws, seed=1)
-        rises = [gates.simulate_overfit(evaluations, draws=power_draws, rise=rise, seed=2)
+        old = overfit.simulate_overfit(evaluations, draws=draws, row_losses=False, seed=1)
+        flat = overfit.simulate_overfit(evaluations, draws=draws, seed=1)
+        rises = [overfit.simulate_overfit(evaluations, draws=power_draws, rise=rise, seed=2)
                  for rise in (0.1, 0.15, 0.2)]
-        rolled = gates.simulate_overfit(evaluations, draws=power_draws, rise=0.3, early_stopping=True, seed=3)
+        rolled = overfit.simulate_overfit(evaluations, draws=power_draws, rise=0.3, early_stopping=True, seed=3)
         print(f"| {evaluations} | {pct(old['warned'])} | {pct(flat['FAIL'])} | "
               + " | ".join(pct(r["FAIL"]) for r in rises) + f" | {pct(rolled['FAIL'])} |")
     print(f"\n({draws:,} draws at rise 0, {power_draws:,} at the others.)")
@@ -82,7 +82,7 @@ def overfit_table(draws: int) -> None:
     print("| true train / test | true train / test ratio | warned % at 100 test rows | warned % at 800 test rows |")
     print("| --- | ---: | ---: | ---: |")
     for train_rate, test_rate in ((0.85, 0.73), (0.876, 0.73), (0.90, 0.72), (0.95, 0.70)):
-        rates = [gates.simulate_gap(train_rate, test_rate, draws=draws, test_rows=n, seed=4) for n in (100, 800)]
+        rates = [overfit.simulate_gap(train_rate, test_rate, draws=draws, test_rows=n, seed=4) for n in (100, 800)]
         print(f"| {train_rate} / {test_rate} | {train_rate / test_rate:.3f} | {pct(rates[0])} | {pct(rates[1])} |")
 
 

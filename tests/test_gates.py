@@ -1,7 +1,7 @@
 import pytest
 
 from harness.data import Check
-from harness.judge import decision, gates
+from harness.judge import decision, gates, overfit
 
 
 def test_five_percent_rule_passes_a_clear_win_and_says_why():
@@ -77,7 +77,7 @@ def test_overfit_without_row_losses_only_warns_of_val_loss_rising_while_train_fa
     judged with noise: the old three-rises heuristic is a warning on a PASS, never a FAIL."""
     curves = (_curve("val", [(0, 2.0), (10, 1.0), (20, 1.1), (30, 1.3)]) +
               _curve("train", [(5, 1.5), (10, 0.9), (20, 0.5), (30, 0.2)]))
-    v = gates.overfit(curves, train_scores=None, test_scores=None, metric="accuracy")
+    v = overfit.gate(curves, train_scores=None, test_scores=None, metric="accuracy")
     assert v.outcome == "PASS" and "; warning: val loss rose 2 evaluations in a row" in v.message
     assert "step 10: 1.0000, step 20: 1.1000, step 30: 1.3000" in v.message
     assert "no noise model" in v.message and v.details["warnings"] and v.details["noise_model"].startswith("none")
@@ -85,7 +85,7 @@ def test_overfit_without_row_losses_only_warns_of_val_loss_rising_while_train_fa
 
 def test_overfit_gap_is_a_warning_judged_with_an_interval_and_a_bar_scaled_to_the_metric():
     flat = _curve("val", [(0, 2.0), (10, 1.0)]) + _curve("train", [(10, 1.0)])
-    wide = gates.overfit(flat, train_scores=[1.0] * 180 + [0.0] * 20, test_scores=[1.0] * 120 + [0.0] * 80,
+    wide = overfit.gate(flat, train_scores=[1.0] * 180 + [0.0] * 20, test_scores=[1.0] * 120 + [0.0] * 80,
                          metric="accuracy")  # 0.90 vs 0.60: a gap of 0.30 against a bar of 20% of 0.60
     assert wide.outcome == "PASS" and "warning: train accuracy 0.900 vs test 0.600 (200 and 200 rows): gap +0.300" \
         in wide.message
@@ -94,10 +94,10 @@ def test_overfit_gap_is_a_warning_judged_with_an_interval_and_a_bar_scaled_to_th
     gap = wide.details["gap"]
     assert gap["beyond_bar"] and gap["excess_low"] > 0 and gap["gap_low"] < 0.3 < gap["gap_high"]
     # the same 0.15 gap is beyond the bar on a metric scored near 0.3 (ROUGE-L), within it near 0.75
-    rouge = gates.overfit([], train_scores=[0.45, 0.5, 0.4, 0.45] * 50, test_scores=[0.3, 0.35, 0.25, 0.3] * 50,
+    rouge = overfit.gate([], train_scores=[0.45, 0.5, 0.4, 0.45] * 50, test_scores=[0.3, 0.35, 0.25, 0.3] * 50,
                           metric="rougeL")
     assert rouge.outcome == "PASS" and rouge.details["gap"]["beyond_bar"] and "warning" in rouge.message
-    accuracy = gates.overfit([], train_scores=[1.0] * 180 + [0.0] * 20, test_scores=[1.0] * 150 + [0.0] * 50,
+    accuracy = overfit.gate([], train_scores=[1.0] * 180 + [0.0] * 20, test_scores=[1.0] * 150 + [0.0] * 50,
                              metric="accuracy")
     assert not accuracy.details["gap"]["beyond_bar"] and "warning" not in accuracy.message
     assert "train accuracy 0.900 vs test 0.750" in accuracy.message
@@ -105,10 +105,10 @@ def test_overfit_gap_is_a_warning_judged_with_an_interval_and_a_bar_scaled_to_th
 
 def test_overfit_passes_a_healthy_run():
     curves = _curve("val", [(0, 2.0), (10, 1.0), (20, 0.9)]) + _curve("train", [(10, 1.0), (20, 0.8)])
-    v = gates.overfit(curves, train_scores=[1.0] * 8 + [0.0] * 2, test_scores=[1.0] * 3 + [0.0], metric="accuracy")
+    v = overfit.gate(curves, train_scores=[1.0] * 8 + [0.0] * 2, test_scores=[1.0] * 3 + [0.0], metric="accuracy")
     assert v.outcome == "PASS" and "val loss 2.0000 -> 0.9000 over 3 evaluations" in v.message
     assert "warning" not in v.message
-    assert gates.overfit([], train_scores=None, test_scores=None, metric="accuracy").outcome == "SKIP"
+    assert overfit.gate([], train_scores=None, test_scores=None, metric="accuracy").outcome == "SKIP"
 
 
 def test_a_pass_on_few_discordant_rows_needs_the_exact_test_to_confirm_a_gain():

@@ -1,7 +1,7 @@
-"""The overfit gate's error rates, simulated through `gates.overfit` itself (docs/statistics.md,
+"""The overfit gate's error rates, simulated through `overfit.gate` itself (docs/statistics.md,
 "The overfit gate"; `scripts/simulate_gates.py --overfit` prints the same table).
 
-Synthetic runs (`gates.simulated_curves`): 120 val rows (the shipped sarcasm split) with a fixed
+Synthetic runs (`overfit.simulated_curves`): 120 val rows (the shipped sarcasm split) with a fixed
 difficulty each, iid N(0, 0.3) per row at every evaluation, train loss falling throughout. The
 bands: a rate p from n draws has a Monte Carlo SE of sqrt(p(1 - p) / n): 0.5 points at 2.5% and
 2000 draws, 1.1 points at 93% and 500 draws."""
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from scipy.stats import t as student_t
 
-from harness.judge import gates
+from harness.judge import overfit
 
 EVALUATIONS = (3, 4, 6, 12)  # 3 x 1 (the default), 2 x 2 (the shipped sweep), 3 x 2, 3 x 4 evaluations
 
@@ -21,13 +21,13 @@ def test_a_flat_noisy_plateau_fails_at_most_five_percent_of_runs(evaluations):
     """Val loss drops at the first evaluation, then stays flat: the old rule FAILed 15%-85% of
     these runs. Bonferroni over the earlier evaluations holds it under alpha = 2.5%; 5% is the
     issue's bar, 5 SE above it, and a 50% interval (below) lands at 13%-16%, three times that."""
-    r = gates.simulate_overfit(evaluations, draws=2000, seed=1)
+    r = overfit.simulate_overfit(evaluations, draws=2000, seed=1)
     assert r["FAIL"] <= 0.05, r
     assert r["warned"] == 0, r  # train loss falls throughout: a rise within noise says nothing
 
 
 def test_a_too_narrow_interval_would_be_caught():
-    r = gates.simulate_overfit(6, draws=2000, confidence=0.5, seed=1)
+    r = overfit.simulate_overfit(6, draws=2000, confidence=0.5, seed=1)
     assert r["FAIL"] > 0.10, r  # 16% measured: the 5% bound above has teeth
 
 
@@ -36,7 +36,7 @@ def test_a_real_overfit_is_detected_in_at_least_80_percent_of_runs(evaluations):
     """After its minimum (a third of the way in) val loss rises linearly by 0.15 nats at the last
     evaluation, 15% of a 1-nat plateau, while train loss falls: per row that is 0.36 SD of the
     paired difference (sd 0.3 x sqrt 2), 3.9 SE over 120 rows. Measured 93%-98%."""
-    r = gates.simulate_overfit(evaluations, draws=500, rise=0.15, seed=2)
+    r = overfit.simulate_overfit(evaluations, draws=500, rise=0.15, seed=2)
     assert r["FAIL"] >= 0.80, r
 
 
@@ -44,25 +44,25 @@ def test_a_real_overfit_is_detected_in_at_least_80_percent_of_runs(evaluations):
 def test_a_run_early_stopping_rolled_back_is_never_failed(evaluations):
     """A strong overfit (0.3 nats) that early stopping rolled back: the kept checkpoint is the best
     evaluation, so nothing before it is lower and the rising tail after it is not read."""
-    r = gates.simulate_overfit(evaluations, draws=300, rise=0.3, early_stopping=True, seed=3)
+    r = overfit.simulate_overfit(evaluations, draws=300, rise=0.3, early_stopping=True, seed=3)
     assert r["FAIL"] == 0, r
-    assert gates.simulate_overfit(evaluations, draws=100, rise=0.3, seed=3)["FAIL"] > 0.9  # read to the end: FAIL
+    assert overfit.simulate_overfit(evaluations, draws=100, rise=0.3, seed=3)["FAIL"] > 0.9  # read to the end: FAIL
 
 
 @pytest.mark.parametrize("evaluations", EVALUATIONS)
 def test_old_curves_without_row_losses_never_fail(evaluations):
     """Curves of adapters cached before per-row losses were recorded: the old heuristic is a
     warning only, on a real overfit as on a plateau (where it fires as often as it used to FAIL)."""
-    overfit = gates.simulate_overfit(evaluations, draws=200, rise=0.3, row_losses=False, seed=4)
-    plateau = gates.simulate_overfit(evaluations, draws=500, row_losses=False, seed=4)
-    assert overfit["FAIL"] == 0 and plateau["FAIL"] == 0
-    assert overfit["warned"] > 0.9
+    rising = overfit.simulate_overfit(evaluations, draws=200, rise=0.3, row_losses=False, seed=4)
+    plateau = overfit.simulate_overfit(evaluations, draws=500, row_losses=False, seed=4)
+    assert rising["FAIL"] == 0 and plateau["FAIL"] == 0
+    assert rising["warned"] > 0.9
     assert plateau["warned"] > 0.1  # 17%-84% from 3 to 12 evaluations: the review's 15%-85%
 
 
 def test_the_verdict_can_be_rederived_from_its_details():
-    curves = gates.simulated_curves(np.random.default_rng(5), 6, rise=0.3)
-    v = gates.overfit(curves, train_scores=None, test_scores=None, metric="accuracy", kept_step=60)
+    curves = overfit.simulated_curves(np.random.default_rng(5), 6, rise=0.3)
+    v = overfit.gate(curves, train_scores=None, test_scores=None, metric="accuracy", kept_step=60)
     d = v.details
     assert v.outcome == "FAIL" and d["kept_step"] == d["judged_step"] == 60 and d["bonferroni_k"] == 6
     assert d["alpha_each"] == pytest.approx(0.025 / 6)
@@ -74,8 +74,8 @@ def test_the_verdict_can_be_rederived_from_its_details():
 
 
 def test_a_fail_advises_on_validation_only():
-    curves = gates.simulated_curves(np.random.default_rng(6), 4, rise=0.4)
-    v = gates.overfit(curves, train_scores=None, test_scores=None, metric="accuracy")
+    curves = overfit.simulated_curves(np.random.default_rng(6), 4, rise=0.4)
+    v = overfit.gate(curves, train_scores=None, test_scores=None, metric="accuracy")
     assert v.outcome == "FAIL" and v.message.startswith("val loss rose beyond its noise while train loss fell: ")
     assert "keep the best validation checkpoint (early_stopping_patience in the spec) or train fewer epochs, " \
            "chosen on validation loss alone" in v.message
@@ -83,9 +83,9 @@ def test_a_fail_advises_on_validation_only():
 
 
 def test_a_rise_while_train_loss_did_not_fall_is_a_warning():
-    curves = [c for c in gates.simulated_curves(np.random.default_rng(7), 4, rise=0.4) if c["split"] == "val"]
+    curves = [c for c in overfit.simulated_curves(np.random.default_rng(7), 4, rise=0.4) if c["split"] == "val"]
     curves += [{"step": s, "split": "train", "loss": 0.5 + s / 100} for s in (5, 10, 20, 30, 40)]  # rising
-    v = gates.overfit(curves, train_scores=None, test_scores=None, metric="accuracy")
+    v = overfit.gate(curves, train_scores=None, test_scores=None, metric="accuracy")
     assert v.outcome == "PASS" and "warning: val loss rose beyond its noise but train loss did not fall" in v.message
 
 
@@ -94,13 +94,13 @@ def test_a_rise_within_noise_passes_and_later_evaluations_are_not_read():
     val = [(0, [r + 2 for r in rows]), (10, rows), (20, [r + 0.01 for r in rows[::-1]]), (30, [r + 1 for r in rows])]
     curves = [{"step": s, "split": "val", "loss": sum(r) / len(r), "row_losses": r} for s, r in val]
     curves += [{"step": s, "split": "train", "loss": 1 / s} for s in (5, 10, 15, 20, 25, 30)]
-    v = gates.overfit(curves, train_scores=None, test_scores=None, metric="accuracy", kept_step=20)
+    v = overfit.gate(curves, train_scores=None, test_scores=None, metric="accuracy", kept_step=20)
     assert v.outcome == "PASS" and "up to the kept step 20 (1 later evaluation(s) not read" in v.message
     assert "above no earlier evaluation's beyond noise (closest: mean row val loss 1.0100 at the kept step 20 vs " \
            "1.0000 at step 10: +0.0100 per row" in v.message
     assert v.details["evaluations_after_kept"] == 1 and v.details["bonferroni_k"] == 2
     # the same curve read to its end: step 30 is 1 nat above everything before it
-    assert gates.overfit(curves, train_scores=None, test_scores=None, metric="accuracy").outcome == "FAIL"
+    assert overfit.gate(curves, train_scores=None, test_scores=None, metric="accuracy").outcome == "FAIL"
 
 
 def test_earlier_evaluations_without_row_losses_are_left_out_of_the_comparisons():
@@ -111,7 +111,7 @@ def test_earlier_evaluations_without_row_losses_are_left_out_of_the_comparisons(
               {"step": 10, "split": "val", "loss": 1.0, "row_losses": rows},
               {"step": 20, "split": "val", "loss": 1.0, "row_losses": rows[:50]},  # other rows: not paired
               {"step": 30, "split": "val", "loss": 1.0, "row_losses": rows}]
-    v = gates.overfit(curves, train_scores=None, test_scores=None, metric="accuracy")
+    v = overfit.gate(curves, train_scores=None, test_scores=None, metric="accuracy")
     assert v.outcome == "PASS" and v.details["bonferroni_k"] == 1
     assert [c["step"] for c in v.details["comparisons"]] == [10]
 
@@ -123,14 +123,14 @@ def test_earlier_evaluations_without_row_losses_are_left_out_of_the_comparisons(
 ])
 def test_the_gap_warning_rate(train_rate, test_rate, test_rows, low, high):
     """0/1 scores on TRAIN_SCORE_ROWS = 200 train rows against the test rows, 1000 draws."""
-    rate = gates.simulate_gap(train_rate, test_rate, draws=1000, test_rows=test_rows, seed=8)
+    rate = overfit.simulate_gap(train_rate, test_rate, draws=1000, test_rows=test_rows, seed=8)
     assert low <= rate <= high, rate
 
 
 def test_the_gap_is_only_ever_a_warning():
-    wide = gates.overfit([], train_scores=[1.0] * 200, test_scores=[1.0] * 40 + [0.0] * 60, metric="accuracy")
+    wide = overfit.gate([], train_scores=[1.0] * 200, test_scores=[1.0] * 40 + [0.0] * 60, metric="accuracy")
     assert wide.outcome == "PASS" and wide.details["gap"]["beyond_bar"]
     assert wide.message.startswith("no sign of overfitting: no validation curve; warning: train accuracy 1.000 vs "
                                    "test 0.400 (200 and 100 rows)")
-    too_few = gates.overfit([], train_scores=[1.0], test_scores=[0.0], metric="accuracy")
+    too_few = overfit.gate([], train_scores=[1.0], test_scores=[0.0], metric="accuracy")
     assert too_few.outcome == "SKIP" and too_few.details["gap"] is None

@@ -11,7 +11,7 @@ from harness._engine.evaluate import Approach, Scoring
 from harness._engine.events import Events
 from harness._engine.prepare import Prepared, test_draw
 from harness.errors import SpecError
-from harness.judge import capability, forgetting, gates, looks, power, regression
+from harness.judge import capability, forgetting, gates, looks, overfit, power, regression
 from harness.judge.outcomes import SKIP, GateResult
 from harness.spec.experiment import Experiment
 from harness.store import RunRecord, Store, ledger
@@ -158,7 +158,7 @@ def judge(experiment: Experiment, p: Prepared, best: Approach, picked_on: str, c
                                          draw=test_draw(experiment, p.data_sha)))
     if suite:
         verdicts["regression"] = suite.gate()
-    verdicts["overfit"] = gates.overfit(candidate.curves, train_scores=tuned.scores["train"],
+    verdicts["overfit"] = overfit.gate(candidate.curves, train_scores=tuned.scores["train"],
                                         test_scores=tuned.scores["test"], metric=key,
                                         kept_step=candidate.trained.kept_step, confidence=experiment.confidence)
     return verdicts
