@@ -54,7 +54,7 @@ def test_shipped_slice_is_57_subjects_by_20_with_a_balanced_screen(mmlu):
     assert Counter(q.subject for q in mmlu.rows) == {s: 20 for s in mmlu.subjects} and len(mmlu.subjects) == 57
     # five questions per right letter in each subject, and one per letter in its screen
     assert Counter(q.answer for q in mmlu.rows) == {k: 285 for k in range(4)}
-    screen = [mmlu.rows[i] for i in mmlu.screen]
+    screen = [mmlu.rows[i] for i in mmlu.screen_questions]
     assert len(screen) == 228 and Counter(q.answer for q in screen) == {k: 57 for k in range(4)}
     assert Counter(q.subject for q in screen) == {s: 4 for s in mmlu.subjects}
     assert all(len(q.choices) == 4 and all(q.choices) and q.question for q in mmlu.rows)
@@ -232,16 +232,16 @@ def test_subjects_are_named_only_with_enough_questions(tmp_path):
 
 def test_the_screen_skips_a_suite_the_base_answers_at_chance(mmlu):
     at_chance = _scores(mmlu, [1 if i % 4 == 0 else 0 for i in range(1140)])  # 0.25
-    sub = capability.from_answers(mmlu, mmlu.screen, [q.answer if i % 4 == 0 else (q.answer + 1) % 4
-                                                      for i, q in enumerate(mmlu.rows[j] for j in mmlu.screen)])
+    sub = capability.from_answers(mmlu, mmlu.screen_questions, [q.answer if i % 4 == 0 else (q.answer + 1) % 4
+                                                      for i, q in enumerate(mmlu.rows[j] for j in mmlu.screen_questions)])
     checked = capability.screen(sub, 0.02)
     assert not checked.passed and checked.n == 228 and checked.floor == pytest.approx(0.27)
     skipped = capability.skipped(mmlu, checked)
     assert skipped.outcome == "SKIP" and "no accuracy here to lose" in skipped.message
     assert "57/228 screen questions (0.250), not shown above chance (0.25) plus the margin (0.27" in skipped.message
     assert at_chance.accuracy == 0.25
-    strong = capability.from_answers(mmlu, mmlu.screen, [mmlu.rows[j].answer if k % 2 else (mmlu.rows[j].answer + 1) % 4
-                                                         for k, j in enumerate(mmlu.screen)])
+    strong = capability.from_answers(mmlu, mmlu.screen_questions, [mmlu.rows[j].answer if k % 2 else (mmlu.rows[j].answer + 1) % 4
+                                                         for k, j in enumerate(mmlu.screen_questions)])
     assert capability.screen(strong, 0.02).passed  # 0.50 on 228: far above 0.27
 
 

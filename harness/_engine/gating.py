@@ -66,9 +66,9 @@ class Regression:
             self.probe_scores[who] = forgetting.from_logliks(self.probe, loglik, tokens)
         if self.suite is None:
             return
-        screen = self.suite.screen
         if who == "base":
-            self.suite_scores[who] = self._answer(scoring, who, model_id, load_model, screen, "screen")
+            self.suite_scores[who] = self._answer(scoring, who, model_id, load_model, self.suite.screen_questions,
+                                                  "screen")
             self.screen = capability.screen(self.suite_scores[who], self.experiment.regression_delta,
                                             self.experiment.confidence)
         if self.suite_judged:

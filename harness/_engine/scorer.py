@@ -26,20 +26,18 @@ class Scorer:
                  what: str) -> Scored:
         """The task's own scoring: label likelihoods for classification, generation otherwise."""
         if self.task == "classification":
-            return self.score_labels(model_id, get_model, self._render(message_lists), self.labels, what, template=True)
+            return self.score_labels(model_id, get_model, self._render(message_lists), self.labels, what)
         return self.generate(model_id, get_model, message_lists, self.max_new_tokens, what)
 
     def score_labels(self, model_id: str, get_model: Callable[[], object], texts: list[str], labels: list[str],
-                  what: str, template: bool = False) -> Scored:
-        """Label scoring of prompts as given (e.g. a multiple-choice suite, template=False, or
-        chat-rendered prompts); `template` only keeps the two apart in the cache."""
+                     what: str) -> Scored:
+        """Label scoring of chat-rendered prompts."""
         def score(model, prompts):
             self.tokenizer.padding_side = "left"
             return batched.score_labels(model, self.tokenizer, prompts, labels, batch_size=self.batch_size,
                                         progress=self._progress(what, len(prompts)))
 
-        decoding = {"labels": labels} if template else {"labels": labels, "template": "none"}
-        return self._cached(model_id, get_model, score, texts, decoding, what)
+        return self._cached(model_id, get_model, score, texts, {"labels": labels}, what)
 
     def generate(self, model_id: str, get_model: Callable[[], object], message_lists: list[list[dict]],
                  max_new_tokens: int, what: str) -> Scored:

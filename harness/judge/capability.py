@@ -74,7 +74,7 @@ class Suite:
         return sorted({q.subject for q in self.rows})
 
     @property
-    def screen(self) -> list[int]:
+    def screen_questions(self) -> list[int]:
         """Indices of the screen: the first fifth of each subject's questions, in file order."""
         by_subject: dict[str, list[int]] = defaultdict(list)
         for i, q in enumerate(self.rows):

@@ -67,25 +67,24 @@ def probe_part(base: forgetting.ProbeScores, candidate: forgetting.ProbeScores, 
                seed: int, resamples: int) -> GateResult:
     """The probe's verdict, with the power its measured spread gives at no loss."""
     part = forgetting.judge(base, candidate, margin=margin, confidence=confidence, seed=seed, resamples=resamples)
-    return _with_power(part, PROBE, part.details["unit_sd"], "these documents' paired log-likelihoods", confidence)
+    return _with_power(part, forgetting.bar(margin), "these documents' paired log-likelihoods", confidence)
 
 
 def suite_part(base: capability.SuiteScores, candidate: capability.SuiteScores, *, delta: float, confidence: float,
                seed: int, resamples: int) -> GateResult:
     part = capability.judge(base, candidate, delta=delta, confidence=confidence, seed=seed, resamples=resamples)
-    return _with_power(part, SUITE, part.details["unit_sd"], "this suite's paired answers", confidence)
+    return _with_power(part, -delta, "this suite's paired answers", confidence)
 
 
-def _with_power(part: GateResult, name: str, unit_sd: float | None, spread_from: str, confidence: float) -> GateResult:
-    if unit_sd is None:
+def _with_power(part: GateResult, bar: float, spread_from: str, confidence: float) -> GateResult:
+    """The part with the power its measured spread gives at no loss (none without a spread)."""
+    if part.details["unit_sd"] is None:
         return part
-    statement = _statement(name, part.details["n"], unit_sd, part.details["bar"] if name == PROBE
-                           else -part.details["delta"], spread_from, confidence)
+    statement = _statement(part.details["n"], part.details["unit_sd"], bar, spread_from, confidence)
     return GateResult(part.gate, part.outcome, part.message, {**part.details, "power": statement.to_dict()})
 
 
-def _statement(name: str, n: int, unit_sd: float, bar: float, spread_from: str,
-               confidence: float) -> power.PowerStatement:
+def _statement(n: int, unit_sd: float, bar: float, spread_from: str, confidence: float) -> power.PowerStatement:
     # non-inferiority: the natural alternative is no loss at all
     return power.statement(n, unit_sd, bar, relative=False, spread_from=spread_from, alternative=0.0,
                            alternative_is="no loss", confidence=confidence)
@@ -105,14 +104,14 @@ def plan(*, probe: forgetting.ProbeScores | None, suite: capability.SuiteScores 
     {instrument: {"power": PowerStatement dict, "text": one clause}}."""
     said = {}
     if probe is not None:
-        statement = _statement(PROBE, len(probe.tokens), forgetting.planned_unit_sd(probe, PLANNING_CORRELATION),
+        statement = _statement(len(probe.tokens), forgetting.planned_unit_sd(probe, PLANNING_CORRELATION),
                                forgetting.bar(margin), f"the base's per-document log-likelihoods, the candidate "
                                f"assumed to correlate {PLANNING_CORRELATION:g} with them", confidence)
         said[PROBE] = {"power": statement.to_dict(), "text": _planned_text(PROBE, statement)}
     if screen is not None and not screen.passed:
         said[SUITE] = {"power": None, "text": f"{_LABEL[SUITE]} will SKIP: {screen.text(suite.title if suite else '')}"}
     elif suite is not None:
-        statement = _statement(SUITE, suite.n, capability.planned_unit_sd(suite.accuracy, PLANNING_CORRELATION),
+        statement = _statement(suite.n, capability.planned_unit_sd(suite.accuracy, PLANNING_CORRELATION),
                                -delta, f"the base's accuracy ({suite.accuracy:.3f}), the candidate assumed to "
                                f"agree with it at phi {PLANNING_CORRELATION:g}", confidence)
         said[SUITE] = {"power": statement.to_dict(), "text": _planned_text(SUITE, statement)}
