@@ -2,6 +2,7 @@
 
     python bench/bench_eval.py                      # 256 rows zero-shot, 128 rows few-shot k=8
     python bench/bench_eval.py --n 64 --fewshot-n 32  # a quick look
+    python bench/bench_eval.py --candidate           # a candidate's adapter merged for scoring vs unmerged
 
 Both sides score the same sarcasm test rows with the same 4-bit NF4 SmolLM2 model object:
 
@@ -16,6 +17,14 @@ within this one invocation are printed: the median over chunks of each chunk's r
 headline: robust to a burst of other work landing on one side of one chunk), and the ratio of
 the sums. A second part times few-shot (k=8) prompts, where the shared prefix is long, with
 and without the harness's prefix cache, alternating the same way.
+
+--candidate times what scoring a fine-tuned candidate costs instead: A = the adapter merged into
+an fp32 copy of the dequantized base (`harness.models.with_adapter`, what a run does on CPU), B =
+the adapter unmerged on the 4-bit base (peft's `PeftModel.from_pretrained`), both label scoring
+--n rows and greedily generating a quarter of them (the agreement check), alternating by chunk.
+The adapter has the shipped candidate's shape (r=16, alpha=32, every linear layer) and random
+weights in both of its matrices, so it moves every output; the speed does not depend on what
+it learnt.
 """
 from __future__ import annotations
 
@@ -124,6 +133,49 @@ def chunked(items: list, parts: int) -> list[list]:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
+def candidate_bench(args, model_rows, tokenizer, resolved) -> None:
+    """A = merged into fp32 (harness.models.with_adapter), B = unmerged on the 4-bit base."""
+    import tempfile
+
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    adapter = Path(tempfile.mkdtemp(prefix="bench_eval-adapter-"))
+    torch.manual_seed(0)
+    get_peft_model(models.load_model(resolved, quantize=True),
+                   LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", task_type="CAUSAL_LM",
+                              init_lora_weights=False)).save_pretrained(adapter)
+    merged = models.with_adapter(models.load_model(resolved, quantize=True), str(adapter), merge=True)
+    unmerged = PeftModel.from_pretrained(models.load_model(resolved, quantize=True), str(adapter)).eval()
+    tokenizer.padding_side = "left"
+    rendered = [scoring.render(tokenizer, m) for m in model_rows]
+
+    def labels(model):
+        return lambda c: scoring.score_labels(model, tokenizer, c, LABELS, batch_size=BATCH_SIZE).label_logprobs
+
+    def generated(model):
+        return lambda c: scoring.generate(model, tokenizer, c, max_new_tokens=args.max_new_tokens,
+                                          batch_size=BATCH_SIZE).predictions
+
+    labels(merged)(rendered[:4]), labels(unmerged)(rendered[:4])  # untimed warm-up
+    print(f"candidate label scoring, {len(rendered)} rows: A = adapter merged into fp32, B = unmerged on NF4",
+          flush=True)
+    scored = alternate(chunked(rendered, args.chunks), labels(merged), labels(unmerged))
+    gen_rows = rendered[:max(BATCH_SIZE, len(rendered) // 4)]
+    print(f"candidate greedy generation, {len(gen_rows)} rows, max_new_tokens {args.max_new_tokens}: A = merged, "
+          f"B = unmerged", flush=True)
+    gen = alternate(chunked(gen_rows, max(1, len(gen_rows) // BATCH_SIZE)), generated(merged), generated(unmerged))
+    worst = max(abs(a[k] - b[k]) for a, b in zip(scored.out_a, scored.out_b) for k in a)
+    same = sum(max(a, key=a.get) == max(b, key=b.get) for a, b in zip(scored.out_a, scored.out_b))
+    same_gen = sum(a == b for a, b in zip(gen.out_a, gen.out_b))
+    print(f"  label log-probabilities: max |merged - unmerged| {worst:.2e} nats; same prediction on "
+          f"{same}/{len(rendered)} rows; same generation on {same_gen}/{len(gen_rows)}")
+    print()
+    print(f"RATIO candidate label scoring unmerged/merged = {scored.median_ratio:.2f}x median of "
+          f"{len(scored.seconds_a)} chunks (ratio of sums {scored.ratio_of_sums:.2f}x)")
+    print(f"RATIO candidate generation unmerged/merged = {gen.median_ratio:.2f}x median of {len(gen.seconds_a)} "
+          f"chunks (ratio of sums {gen.ratio_of_sums:.2f}x)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=256, help="zero-shot rows (default 256)")
@@ -135,6 +187,8 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=8, help="few-shot examples (default 8, as the shipped baseline)")
     parser.add_argument("--chunks", type=int, default=8,
                         help="chunks the two sides alternate over (default 8: 32 rows, two batches, each)")
+    parser.add_argument("--candidate", action="store_true",
+                        help="time a candidate's scoring with its adapter merged vs unmerged instead")
     args = parser.parse_args()
 
     from transformers.utils import logging as hf_logging
@@ -148,6 +202,12 @@ def main() -> None:
     system = (ROOT / "baselines" / "sarcasm" / "system.md").read_text(encoding="utf-8").strip()
     resolved = models.resolve("smollm2-135m-instruct")
     tokenizer = models.load_tokenizer(resolved)
+    if args.candidate:
+        print(f"bench_eval --candidate: SmolLM2-135M-Instruct on {models.device()}, torch threads "
+              f"{torch.get_num_threads()}, {os.cpu_count()} CPUs; batch {BATCH_SIZE}; load average "
+              f"{os.getloadavg()[0]:.1f}", flush=True)
+        candidate_bench(args, [prompts.candidate_messages(s) for s in pool[:args.n]], tokenizer, resolved)
+        return
     model = models.load_model(resolved, quantize=True)
     print(f"bench_eval: SmolLM2-135M-Instruct 4-bit NF4 on {models.device()}, torch threads "
           f"{torch.get_num_threads()}, {os.cpu_count()} CPUs; batch {BATCH_SIZE}, "

@@ -2,6 +2,7 @@
 
     python bench/bench_train.py                 # 64 train rows, 1 epoch, batch 8 = 8 steps, no eval
     python bench/bench_train.py --val 32        # both sides also evaluate 32 val rows, before and after
+    python bench/bench_train.py --lm-head       # the harness vs itself with trl's LM head over every position
 
 harness  `harness.models.load_model(quantize=True)`, then `harness.candidate.train.train(model, tokenizer,
          QLoRA(...), train_rows, val_rows, out)`: prepare_model_for_kbit_training, SFTTrainer,
@@ -15,6 +16,10 @@ Eval work is made equal: by default neither side evaluates (the harness gets no 
 skips its step-0 validation loss). With --val N the harness evaluates before training and at
 the end of the epoch, and the bare script gets `eval_on_start=True` and the same eval steps,
 which is the same two evaluations.
+
+--lm-head compares the harness with itself where trl's fused LM head projects every position
+through the vocabulary (what trl does off CUDA) instead of the answer tokens alone
+(harness.candidate.train.answer_tokens_only_lm_head); the losses must come out identical.
 
 Runs alternate A B B A (x --rounds, default 2) in this one process, after an untimed warm-up.
 Timed: from the loaded model to the saved adapter (model loading is timed too, reported beside
@@ -56,6 +61,18 @@ def harness_run(resolved, tokenizer, spec: QLoRA, train_rows, val_rows, out: Pat
     done = time.perf_counter()
     losses = [c["loss"] for c in trained.curves if c["split"] == "train"]
     return loaded - start, done - loaded, losses
+
+
+def full_head_run(resolved, tokenizer, spec: QLoRA, train_rows, val_rows, out: Path) -> tuple[float, float, list]:
+    """The harness with trl's fused LM head scoring every position, as trl does on CPU by default."""
+    import contextlib
+
+    switch = train_mod.answer_tokens_only_lm_head
+    train_mod.answer_tokens_only_lm_head = lambda: contextlib.nullcontext(False)
+    try:
+        return harness_run(resolved, tokenizer, spec, train_rows, val_rows, out)
+    finally:
+        train_mod.answer_tokens_only_lm_head = switch
 
 
 def bare_run(resolved, tokenizer, spec: QLoRA, train_rows, val_rows, out: Path) -> tuple[float, float, list]:
@@ -110,6 +127,8 @@ def main() -> None:
     parser.add_argument("--val", type=int, default=0, help="val rows evaluated by both sides (default 0: no eval)")
     parser.add_argument("--epochs", type=float, default=1)
     parser.add_argument("--rounds", type=int, default=2, help="repeat the A B B A block (default 2: 8 runs)")
+    parser.add_argument("--lm-head", action="store_true",
+                        help="B = the harness with the full-vocabulary LM head at every position, not a bare script")
     args = parser.parse_args()
 
     from transformers.utils import logging as hf_logging
@@ -130,11 +149,12 @@ def main() -> None:
           f"load average {os.getloadavg()[0]:.1f}", flush=True)
 
     work = Path(tempfile.mkdtemp(prefix="bench_train-"))
-    runs = {"harness": harness_run, "bare": bare_run}
-    order = ["harness", "bare", "bare", "harness"] * args.rounds
+    other = "full" if args.lm_head else "bare"
+    runs = {"harness": harness_run, other: full_head_run if args.lm_head else bare_run}
+    order = ["harness", other, other, "harness"] * args.rounds
     seconds: list[float] = []
     losses = {}
-    loads = {"harness": 0.0, "bare": 0.0}
+    loads = {"harness": 0.0, other: 0.0}
     try:
         bare_run(resolved, tokenizer, spec, train_rows[:spec.batch_size], [], work / "warmup")  # untimed
         for i, side in enumerate(order):
@@ -155,17 +175,17 @@ def main() -> None:
     pairs = [(seconds[i], seconds[i + 1]) if order[i] == "harness" else (seconds[i + 1], seconds[i])
              for i in range(0, len(order), 2)]
     pair_ratios = [h / b for h, b in pairs]
-    same = losses["harness"] == losses["bare"]
+    same = losses["harness"] == losses[other]
     print(f"  train losses {'identical' if same else 'DIFFER'} on both sides (same seed, data and config)")
-    print(f"  model load: harness {loads['harness']:.1f}s, bare {loads['bare']:.1f}s (summed; not in the ratio)")
-    print(f"  harness/bare per adjacent pair: {', '.join(f'{r:.3f}' for r in pair_ratios)}")
+    print(f"  model load: harness {loads['harness']:.1f}s, {other} {loads[other]:.1f}s (summed; not in the ratio)")
+    print(f"  harness/{other} per adjacent pair: {', '.join(f'{r:.3f}' for r in pair_ratios)}")
     fastest = {side: min(t for t, s in zip(seconds, order) if s == side) for side in runs}
     print()
-    print(f"RATIO train harness/bare = {total['harness'] / total['bare']:.3f} ratio of sums (harness "
-          f"{total['harness']:.1f}s, bare {total['bare']:.1f}s over {len(order) // 2} runs each); "
+    print(f"RATIO train harness/{other} = {total['harness'] / total[other]:.3f} ratio of sums (harness "
+          f"{total['harness']:.1f}s, {other} {total[other]:.1f}s over {len(order) // 2} runs each); "
           f"{statistics.median(pair_ratios):.3f} median of {len(pairs)} adjacent pairs; "
-          f"{fastest['harness'] / fastest['bare']:.3f} fastest/fastest; target <= 1.05, "
-          f"{'with' if val_rows else 'no'} eval")
+          f"{fastest['harness'] / fastest[other]:.3f} fastest/fastest; "
+          f"{'' if args.lm_head else 'target <= 1.05, '}{'with' if val_rows else 'no'} eval")
 
 if __name__ == "__main__":
     main()

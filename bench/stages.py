@@ -18,7 +18,8 @@ progress line is that line's work, so a scoring stage's model load counts in tha
     sweep                 sweep.* lines, candidate.chosen, "trial #N" scoring, a trial's training
     training              memory.checked, training.progress, candidate.trained, candidate.cached
     candidate scoring     "EXP: candidate val|test" scoring, the candidate's approach.scored line
-    overfit check         "... (overfit check)" scoring: the candidate on the first train rows
+    overfit check         "... (overfit check)" scoring: the candidate on the first train rows (logs of
+                          runs before 2026-12-02; the overfit gate now reads the training curves alone)
     regression gate       any `what` with "regression", "forgetting" or "capability suite" (the suite, the
                           forgetting probe), regression.* and forgetting.* lines (the gate's power plan)
     generation checks     "... (agreement check)" generation, agreement.checked

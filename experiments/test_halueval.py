@@ -32,8 +32,8 @@ experiment = Experiment(
     max_baselines=3,
     # Runtime on 2 CPU cores, about 8 minutes cold (7m51s measured with two baselines): 2 epochs x 25 steps (200 rows / batch 8) x ~2.5 s
     # = ~2 min of training; then greedy generation (answers of at most 4 words, so at most ~18
-    # new tokens) of 150 val + test rows per baseline and 350 for the candidate (val, test and
-    # the 200 train rows of the overfit check); retrieval prompts are ~3 x 90 tokens longer.
+    # new tokens) of 150 val + test rows per baseline and for the candidate; retrieval prompts
+    # are ~3 x 90 tokens longer.
     # Embedding the 350 passages takes ~25 s once; the index is cached for later runs.
     candidate=QLoRA(r=16, alpha=32, learning_rate=2e-4, epochs=2),
     knowledge_task=True,  # the recommendation weighs retrieval against fine-tuning

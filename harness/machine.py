@@ -13,6 +13,10 @@ The choices are the ones that are fast and never change a verdict:
 - **4-bit kernels**: bitsandbytes' own CPU path, with its repacking for inference turned off
   (harness/models.py: on AVX512-BF16 CPUs the repack cuts gradients). The `kernels`
   package's faster CPU GEMM needs a download from the hub, which the harness never does.
+- **on CPU only**, two choices that change no number beyond fp32 rounding: training's LM head
+  projects only the answer tokens (harness/candidate/train.py), and the candidate is scored
+  with its adapter merged into an fp32 copy of the dequantized base where memory allows
+  (harness/models.py `with_adapter`).
 """
 from __future__ import annotations
 
@@ -91,4 +95,5 @@ def chosen() -> Machine:
     if "OMP_NUM_THREADS" not in os.environ and torch.get_num_threads() > cores:
         torch.set_num_threads(cores)
     return Machine("cpu", cpu_name(), cores, cpu_flags(), torch.get_num_threads(), dtype,
-                   "bitsandbytes CPU NF4 (no repack)")
+                   "bitsandbytes CPU NF4 (no repack); LM head on answer tokens in training; candidate merged "
+                   "into fp32 for scoring where memory allows")

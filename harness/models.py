@@ -187,6 +187,24 @@ def load_model(model: ResolvedModel, *, quantize: bool = True, trust_remote_code
     return loaded
 
 
+def with_adapter(base, adapter_path: str, *, merge: bool):
+    """The base model with a trained LoRA adapter, in eval mode, to score with.
+
+    On CPU, bitsandbytes dequantizes every NF4 weight to fp32 at every forward and the adapter
+    adds its own two matmuls beside each layer. There the adapter is merged into an fp32 copy of
+    the dequantized weights instead: the same products up to fp32 rounding (the dequantized
+    copy scores the base identically; merged vs unmerged label log-probabilities differ by at
+    most 1e-4 nats, tests/test_train.py), without either cost (bench/bench_eval.py
+    --candidate). `merge=False` runs the adapter unmerged on the 4-bit base: on CUDA, where the
+    4-bit kernels are fast and a merge in bf16 would round the weights, and where the fp32 copy
+    would not fit (harness/_engine/scorer.py `merges_for_scoring` decides)."""
+    from peft import PeftModel
+
+    if merge:
+        return PeftModel.from_pretrained(base.dequantize(), adapter_path).merge_and_unload().eval()
+    return PeftModel.from_pretrained(base, adapter_path).eval()
+
+
 def _keep_4bit_weights_trainable(model) -> None:
     """Stop bitsandbytes from repacking 4-bit weights for CPU inference.
 

@@ -60,7 +60,7 @@ def family_table(draws: int, resamples: int) -> None:
 
 def overfit_table(draws: int) -> None:
     """The overfit gate on synthetic curves (`overfit.simulate_overfit`: 120 val rows, per-row noise sd 0.3
-    nats at each evaluation, train loss falling throughout), and its train-test gap warning."""
+    nats at each evaluation, train loss falling throughout), and its fit-gap warning."""
     print("### The overfit gate: false FAIL on a flat plateau, detection of a real overfit\n")
     print("Val loss drops at the first evaluation, then stays flat (rise 0) or, from a third of the way in, rises "
           "linearly to `rise` nats above its 1-nat plateau at the last evaluation; 120 val rows, iid N(0, 0.3) "
@@ -78,12 +78,15 @@ def overfit_table(draws: int) -> None:
         print(f"| {evaluations} | {pct(old['warned'])} | {pct(flat['FAIL'])} | "
               + " | ".join(pct(r["FAIL"]) for r in rises) + f" | {pct(rolled['FAIL'])} |")
     print(f"\n({draws:,} draws at rise 0, {power_draws:,} at the others.)")
-    print("\n### The train-test gap warning (0/1 scores, 200 train rows; bar: train above test by 20% of test)\n")
-    print("| true train / test | true train / test ratio | warned % at 100 test rows | warned % at 800 test rows |")
+    print("\n### The fit-gap warning (per-row losses, Gamma(2) around the true means; bar: val loss above train "
+          "loss by 20% of it)\n")
+    print("| true train / val loss | true val / train ratio | warned % at 200 train / 50 val rows | "
+          "warned % at 480 train / 120 val rows |")
     print("| --- | ---: | ---: | ---: |")
-    for train_rate, test_rate in ((0.85, 0.73), (0.876, 0.73), (0.90, 0.72), (0.95, 0.70)):
-        rates = [overfit.simulate_gap(train_rate, test_rate, draws=draws, test_rows=n, seed=4) for n in (100, 800)]
-        print(f"| {train_rate} / {test_rate} | {train_rate / test_rate:.3f} | {pct(rates[0])} | {pct(rates[1])} |")
+    for train_loss, val_loss in ((1.0, 1.0), (1.0, 1.1), (1.0, 1.2), (1.0, 1.35), (1.0, 1.5), (0.2, 0.4)):
+        rates = [overfit.simulate_gap(train_loss, val_loss, draws=draws, train_rows=t, val_rows=v, seed=4)
+                 for t, v in ((200, 50), (480, 120))]
+        print(f"| {train_loss} / {val_loss} | {val_loss / train_loss:.2f} | {pct(rates[0])} | {pct(rates[1])} |")
 
 
 def regression_table(draws: int, resamples: int) -> None:

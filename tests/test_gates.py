@@ -77,38 +77,39 @@ def test_overfit_without_row_losses_only_warns_of_val_loss_rising_while_train_fa
     judged with noise: the old three-rises heuristic is a warning on a PASS, never a FAIL."""
     curves = (_curve("val", [(0, 2.0), (10, 1.0), (20, 1.1), (30, 1.3)]) +
               _curve("train", [(5, 1.5), (10, 0.9), (20, 0.5), (30, 0.2)]))
-    v = overfit.gate(curves, train_scores=None, test_scores=None, metric="accuracy")
+    v = overfit.gate(curves)
     assert v.outcome == "PASS" and "; warning: val loss rose 2 evaluations in a row" in v.message
     assert "step 10: 1.0000, step 20: 1.1000, step 30: 1.3000" in v.message
     assert "no noise model" in v.message and v.details["warnings"] and v.details["noise_model"].startswith("none")
 
 
-def test_overfit_gap_is_a_warning_judged_with_an_interval_and_a_bar_scaled_to_the_metric():
-    flat = _curve("val", [(0, 2.0), (10, 1.0)]) + _curve("train", [(10, 1.0)])
-    wide = overfit.gate(flat, train_scores=[1.0] * 180 + [0.0] * 20, test_scores=[1.0] * 120 + [0.0] * 80,
-                         metric="accuracy")  # 0.90 vs 0.60: a gap of 0.30 against a bar of 20% of 0.60
-    assert wide.outcome == "PASS" and "warning: train accuracy 0.900 vs test 0.600 (200 and 200 rows): gap +0.300" \
-        in wide.message
-    assert "more than 20% of the test score beyond noise" in wide.message
+def test_overfit_gap_is_a_warning_judged_with_an_interval_and_a_bar_scaled_to_the_train_loss():
+    def curves(val_rows):
+        return [{"step": 0, "split": "val", "loss": 3.0, "row_losses": [3.0] * len(val_rows)},
+                {"step": 10, "split": "val", "loss": sum(val_rows) / len(val_rows), "row_losses": val_rows},
+                {"step": 10, "split": "train", "loss": 1.0}]
+
+    wide = overfit.gate(curves([1.2, 1.6] * 100), train_row_losses=[0.8, 1.2] * 100)  # 1.4 vs 1.0: 40% above
+    assert wide.outcome == "PASS" and "warning: val loss 1.4000 at the kept step vs train loss 1.0000 as trained on " \
+        "(200 and 200 rows): gap +0.4000" in wide.message
+    assert "more than 20% above the train loss beyond noise" in wide.message
     assert "not to be tuned on the test score" in wide.message
     gap = wide.details["gap"]
-    assert gap["beyond_bar"] and gap["excess_low"] > 0 and gap["gap_low"] < 0.3 < gap["gap_high"]
-    # the same 0.15 gap is beyond the bar on a metric scored near 0.3 (ROUGE-L), within it near 0.75
-    rouge = overfit.gate([], train_scores=[0.45, 0.5, 0.4, 0.45] * 50, test_scores=[0.3, 0.35, 0.25, 0.3] * 50,
-                          metric="rougeL")
-    assert rouge.outcome == "PASS" and rouge.details["gap"]["beyond_bar"] and "warning" in rouge.message
-    accuracy = overfit.gate([], train_scores=[1.0] * 180 + [0.0] * 20, test_scores=[1.0] * 150 + [0.0] * 50,
-                             metric="accuracy")
-    assert not accuracy.details["gap"]["beyond_bar"] and "warning" not in accuracy.message
-    assert "train accuracy 0.900 vs test 0.750" in accuracy.message
+    assert gap["beyond_bar"] and gap["excess_low"] > 0 and gap["gap_low"] < 0.4 < gap["gap_high"]
+    # the same 0.1-nat gap is beyond the bar on rows fit to 0.3 nats, within it on rows at 1 nat
+    low = overfit.gate(curves([0.35, 0.45] * 100), train_row_losses=[0.28, 0.32] * 100)
+    assert low.details["gap"]["beyond_bar"] and "warning" in low.message
+    high = overfit.gate(curves([1.05, 1.15] * 100), train_row_losses=[0.9, 1.1] * 100)
+    assert not high.details["gap"]["beyond_bar"] and "warning" not in high.message
+    assert "val loss 1.1000 at the kept step vs train loss 1.0000" in high.message
 
 
 def test_overfit_passes_a_healthy_run():
     curves = _curve("val", [(0, 2.0), (10, 1.0), (20, 0.9)]) + _curve("train", [(10, 1.0), (20, 0.8)])
-    v = overfit.gate(curves, train_scores=[1.0] * 8 + [0.0] * 2, test_scores=[1.0] * 3 + [0.0], metric="accuracy")
+    v = overfit.gate(curves, train_row_losses=[0.8, 0.9, 1.0])
     assert v.outcome == "PASS" and "val loss 2.0000 -> 0.9000 over 3 evaluations" in v.message
     assert "warning" not in v.message
-    assert overfit.gate([], train_scores=None, test_scores=None, metric="accuracy").outcome == "SKIP"
+    assert overfit.gate([]).outcome == "SKIP"
 
 
 def test_a_pass_on_few_discordant_rows_needs_the_exact_test_to_confirm_a_gain():

@@ -101,3 +101,84 @@ def test_continuation_log_likelihoods_match_a_plain_forward_per_example(tiny):
         expected = sum(logprobs[len(head) - 1 + k, t].item() for k, t in enumerate(tail))
         assert ll == pytest.approx(expected, abs=1e-3)
     assert counts[3] == 0 and loglik[3] == 0.0
+
+
+# --- prompts shared by several continuations ---------------------------------------------------------------
+
+# Shared-prompt and whole-row scoring are the same float32 sums run in different batch shapes
+# (heads alone, then continuations after copies of their cache), so they differ by rounding, which
+# grows with the sum. Measured: at most 7.6e-6 nats on the rows below (log-likelihoods up to 108
+# nats: one float32 step there, 2**-17) and 6.9e-5 nats on the MMLU items (-631 nats over 72
+# tokens): 2.3e-7 of the value at most, ~2 float32 epsilons. Allowed: 1e-6 of it (8 epsilons), and
+# 1e-5 nats near zero.
+SHARED_REL, SHARED_ABS = 1e-6, 1e-5
+PROBE_SAVING = 1  # forces sharing wherever a batch repeats a head, however little it saves
+
+
+def _shared_rows(tokenizer) -> tuple[list[str], list[str]]:
+    """Groups of 4, 1, 3, 2, 5 and 2 rows; heads of 22 to 91 tokens (two after the long chat
+    prefix, which the prefix cache takes); continuations of 0, 1, 2, 6 and 13 tokens, and one that
+    merges with its prompt's last token (so its own tokens are scored)."""
+    chat = [scoring.render(tokenizer, [{"role": "system", "content": SYSTEM}, {"role": "user", "content": x}])
+            for x in ["area man", "the cat sat on the mat and more"]]
+    options = [" paris", " the cat sat on the mat", " 1", " no", " stocks fall on rate fears again and again"]
+    groups = [("Question: what is the capital of france?\nAnswer:", options[:4]),
+              ("Question: senate passes budget bill, report: nation tired? why\nAnswer:", options[:1]),
+              ("Question: local dog elected mayor\nAnswer:", options[2:5]),
+              (chat[0], [" 1", ""]),
+              (chat[1], options),
+              ("Question: where is the mat? the c", ["at sat", " dog"])]
+    pairs = [(prompt, c) for prompt, conts in groups for c in conts]
+    return [p for p, _ in pairs], [c for _, c in pairs]
+
+
+@pytest.mark.parametrize("batch_size, min_saving", [(16, None), (3, PROBE_SAVING), (5, PROBE_SAVING)])
+def test_shared_prompts_give_the_whole_rows_scores(tiny, monkeypatch, batch_size, min_saving):
+    """Uneven groups, split across batches or not, in input order; the same counts, fallback included."""
+    model, tokenizer = tiny
+    prompts, conts = _shared_rows(tokenizer)
+    if min_saving:
+        monkeypatch.setattr(scoring, "SHARED_HEAD_MIN_SAVING", min_saving)
+    shared_batches = []
+    run_shared = scoring._score_after_shared_heads
+
+    def spy(*args):
+        shared_batches.extend(args[3])
+        return run_shared(*args)
+
+    monkeypatch.setattr(scoring, "_score_after_shared_heads", spy)
+    calls = []
+    shared, shared_counts = scoring.score_continuations(model, tokenizer, prompts, conts, batch_size=batch_size,
+                                                        progress=lambda done, total: calls.append((done, total)))
+    whole, whole_counts = scoring.score_continuations(model, tokenizer, prompts, conts, batch_size=batch_size,
+                                                      share_prompts=False)
+    assert shared_batches  # otherwise this compares the whole-row path with itself
+    assert shared_counts == whole_counts
+    assert shared == pytest.approx(whole, rel=SHARED_REL, abs=SHARED_ABS)
+    assert shared_counts[-2] == len(tokenizer("at sat", add_special_tokens=False)["input_ids"])  # the fallback
+    assert (shared[9], shared_counts[9]) == (0.0, 0)  # the empty continuation
+    assert calls == sorted(calls) and calls[-1] == (len(prompts), len(prompts))
+
+
+def test_rows_after_one_shared_boundary_token_run_whole_as_before(tiny):
+    """The forgetting probe's documents share only the boundary token: nothing to save, the same numbers."""
+    from harness.judge import forgetting
+
+    model, tokenizer = tiny
+    texts = list(forgetting.load_probe("wikipedia").texts[:4])
+    start = [forgetting.boundary(tokenizer)] * len(texts)
+    assert (scoring.score_continuations(model, tokenizer, start, texts, batch_size=2)
+            == scoring.score_continuations(model, tokenizer, start, texts, batch_size=2, share_prompts=False))
+
+
+def test_suite_answers_are_the_same_with_shared_prompts(tiny):
+    from harness.judge import capability
+
+    model, tokenizer = tiny
+    suite = capability.load_suite("mmlu")
+    indices = suite.screen_questions[:16]
+    prompts, conts = capability.items(suite, indices)
+    shared, _ = scoring.score_continuations(model, tokenizer, prompts, conts)
+    whole, _ = scoring.score_continuations(model, tokenizer, prompts, conts, share_prompts=False)
+    assert capability.answers(suite, indices, shared) == capability.answers(suite, indices, whole)
+    assert shared == pytest.approx(whole, rel=SHARED_REL, abs=SHARED_ABS)

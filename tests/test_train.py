@@ -103,6 +103,89 @@ def test_val_curve_carries_per_row_losses_and_the_kept_step(tmp_path, tiny_model
     during = [(c["step"], c["loss"]) for c in val if c["step"] > 0]
     best = min(during, key=lambda p: p[1])[0]  # min() returns the first of equal losses, as early stopping keeps
     assert trained.kept_step == best and trained.summary()["kept_step"] == best
+    # each train row of the epoch up to the kept step (8 steps of 4 rows), as it was trained on:
+    # what the fit-gap warning compares the kept val rows with, with no pass over train rows
+    assert len(trained.train_row_losses) == 4 * min(best, 8) and all(r > 0 for r in trained.train_row_losses)
+    assert trained.summary()["train_row_losses"] == trained.train_row_losses
     # an adapter cached before kept_step existed still loads (harness/_engine/candidate.py `_adapter`)
-    old = {k: v for k, v in trained.summary().items() if k != "kept_step"}
+    old = {k: v for k, v in trained.summary().items() if k not in ("kept_step", "train_row_losses")}
     assert Trained("adapter", "0" * 64, **old).kept_step is None
+
+
+def test_the_lm_head_scores_only_answer_tokens_and_trains_the_same(tmp_path, tiny_model_dir, monkeypatch):
+    """On CPU, trl's fused LM head is told to project only the positions that carry loss (the
+    answer tokens) instead of every position. The same run with and without it gives the same
+    train and val losses, per-row val losses included: only which positions pass through the
+    vocabulary projection changes, not the arithmetic for the ones that count, and the dropout
+    masks draw the same random numbers. 1e-5 relative allows for the matmul over fewer rows
+    summing in another order (measured: no difference at all over 8 steps and 3 evaluations)."""
+    import contextlib
+
+    import torch
+
+    from harness.candidate import train as train_module
+
+    with train_module.answer_tokens_only_lm_head() as switched:
+        from trl.trainer import utils as trl_utils
+
+        assert switched, "this trl has no switch for scoring only answer tokens: training is up to 2x slower on CPU"
+        assert trl_utils._use_triton(torch.device("cpu"))
+    assert not trl_utils._use_triton(torch.device("cpu"))  # restored afterwards
+
+    data = load(write_classification_jsonl(tmp_path / "d.jsonl", n=40))
+    rows = lambda ss: [conversation(prompts.candidate_messages(s), s.answer) for s in ss]
+    resolved = ResolvedModel("tiny", str(tiny_model_dir), "x")
+    tokenizer = load_tokenizer(resolved)
+    spec = QLoRA(r=8, alpha=16, learning_rate=3e-2, epochs=2, batch_size=8, evals_per_epoch=1, warmup_ratio=0.0)
+
+    def run(folder):
+        _, trained = train(load_model(resolved, quantize=True), tokenizer, spec, rows(data.samples[:32]),
+                           rows(data.samples[32:]), tmp_path / folder, log=lambda _: None)
+        return trained.curves
+
+    compact = run("compact")
+    monkeypatch.setattr(train_module, "answer_tokens_only_lm_head", lambda: contextlib.nullcontext(False))
+    full = run("full")
+    assert [(c["step"], c["split"]) for c in compact] == [(c["step"], c["split"]) for c in full]
+    close = lambda a, b: abs(a - b) <= 1e-5 * max(1.0, abs(b))
+    for a, b in zip(compact, full):
+        assert close(a["loss"], b["loss"]), (a, b)
+        if a["split"] == "val":
+            assert all(close(x, y) for x, y in zip(a["row_losses"], b["row_losses"])), (a["step"],)
+
+
+def test_the_adapter_merged_for_scoring_scores_as_it_was_trained(tmp_path, tiny_model_dir):
+    """On CPU the candidate scores with its adapter merged into an fp32 copy of the dequantized
+    base (harness.models.with_adapter) instead of unmerged on the 4-bit base. Dequantizing is
+    exact (bitsandbytes' CPU path multiplies by the same fp32 values), so only the merge's own
+    rounding differs: label log-probabilities within 1e-4 nats (fp32 sums of W x + B A x in
+    another order; measured 2.3e-5 on SmolLM2-135M), the same predictions and generations."""
+    import bitsandbytes as bnb
+    from peft import PeftModel
+
+    from harness import models
+    from harness._engine.scorer import merges_for_scoring
+    from harness.scoring import batched
+
+    data = load(write_classification_jsonl(tmp_path / "d.jsonl", n=40))
+    rows = lambda ss: [conversation(prompts.candidate_messages(s), s.answer) for s in ss]
+    resolved = ResolvedModel("tiny", str(tiny_model_dir), "x")
+    tokenizer = load_tokenizer(resolved)
+    spec = QLoRA(r=8, alpha=16, learning_rate=3e-2, epochs=1, batch_size=8, warmup_ratio=0.0)
+    _, trained = train(load_model(resolved, quantize=True), tokenizer, spec, rows(data.samples[:32]), [],
+                       tmp_path / "out", log=lambda _: None)
+    base = load_model(resolved, quantize=True)
+    assert merges_for_scoring(base)
+    merged = models.with_adapter(base, trained.adapter_path, merge=True)
+    assert not any(isinstance(m, bnb.nn.Linear4bit) for m in merged.modules())
+    assert not any("lora" in name for name, _ in merged.named_modules())
+    unmerged = PeftModel.from_pretrained(load_model(resolved, quantize=True), trained.adapter_path).eval()
+    texts = [batched.render(tokenizer, prompts.candidate_messages(s)) for s in data.samples]
+    tokenizer.padding_side = "left"
+    a = batched.score_labels(merged, tokenizer, texts, ["0", "1"], batch_size=8)
+    b = batched.score_labels(unmerged, tokenizer, texts, ["0", "1"], batch_size=8)
+    assert a.predictions == b.predictions
+    assert max(abs(x[k] - y[k]) for x, y in zip(a.label_logprobs, b.label_logprobs) for k in x) < 1e-4
+    ga = batched.generate(merged, tokenizer, texts[:8], max_new_tokens=4, batch_size=8)
+    gb = batched.generate(unmerged, tokenizer, texts[:8], max_new_tokens=4, batch_size=8)
+    assert ga.predictions == gb.predictions

@@ -10,7 +10,7 @@ from typing import Callable
 
 from harness._engine import evaluate
 from harness._engine import events as kinds
-from harness._engine.evaluate import TRAIN_SCORE_ROWS, Approach, Contender, Scoring
+from harness._engine.evaluate import PICK_ROWS_WITHOUT_VAL, Approach, Contender, Scoring
 from harness._engine.events import Events
 from harness._engine.prepare import Prepared
 from harness.data import Sample
@@ -94,7 +94,7 @@ def pick_best(baselines: Baselines, scoring: Scoring, splits, events: Events) ->
     """(the best baseline or twin, the split it was picked on): validation, or the first train
     rows when there is none; never test, so the pick carries no winner's curse."""
     picked_on = "val" if splits.val else "train"
-    rows = splits.val or splits.train[:TRAIN_SCORE_ROWS]
+    rows = splits.val or splits.train[:PICK_ROWS_WITHOUT_VAL]
     baselines.embed_ahead(rows)
     for contender in baselines.contenders:
         evaluate.score_split(scoring, contender, picked_on, rows)

@@ -13,10 +13,10 @@ from filelock import FileLock
 from harness import models
 from harness._engine import evaluate
 from harness._engine import events as kinds
-from harness._engine.evaluate import TRAIN_SCORE_ROWS, Approach, Contender
+from harness._engine.evaluate import Approach, Contender
 from harness._engine.events import Events
 from harness._engine.prepare import Prepared
-from harness._engine.scorer import Models
+from harness._engine.scorer import Models, merges_for_scoring
 from harness.candidate import estimate, sweep, train
 from harness.errors import ModelError, SpecError
 from harness.prompting import prompts
@@ -27,7 +27,7 @@ from harness.store import Store
 
 @dataclass
 class Candidate:
-    """The candidate as a contender (already scored on val and the first train rows) and its adapter."""
+    """The candidate as a contender (already scored on val) and its adapter."""
 
     contender: Contender
     trained: train.Trained
@@ -53,8 +53,9 @@ class _Inputs:
 
 def train_candidate(experiment: Experiment, store: Store, p: Prepared, root: Path, events: Events, *,
                     work_dir, search_first: bool, storage: str | None) -> Candidate:
-    """The candidate trained (or its adapter reused) and scored on val and on the first train rows,
-    for the overfit gate. search_first: run the sweep before taking its best trial."""
+    """The candidate trained (or its adapter reused) and scored on val. The overfit gate reads the
+    training curves alone, so no train row is scored again. search_first: run the sweep before
+    taking its best trial."""
     name = experiment.name
     spec, lineage = _chosen_spec(experiment, store, p, root, events, work_dir, search_first, storage)
     inputs = _inputs(spec, root, p.splits)
@@ -63,8 +64,11 @@ def train_candidate(experiment: Experiment, store: Store, p: Prepared, root: Pat
     model, trained = _adapter(store, p.models, spec, inputs,
                               lambda key: work_folder(store, root, work_dir) / "train" / key[:16],
                               name, f"{name}: candidate", events)
-    if model is not None:
+    # The model just trained scores as it is where scoring would not merge its adapter (CUDA);
+    # on CPU it is dropped, and scoring loads the adapter merged (models.with_adapter): faster.
+    if model is not None and not merges_for_scoring(model):
         p.models.candidate = model
+    model = None
     config = {**spec.config(), "system_prompt": inputs.system_prompt, "system_prompt_file": spec.system_prompt,
               "trainable_params": trained.trainable_params, "total_params": trained.total_params,
               "steps": trained.steps, "device": trained.device, "sweep": lineage}
@@ -73,8 +77,6 @@ def train_candidate(experiment: Experiment, store: Store, p: Prepared, root: Pat
                           lambda: p.models.load_adapter(trained.adapter_path), inputs.messages)
     if p.splits.val:
         evaluate.score_split(p.scoring, contender, "val", p.splits.val)
-    evaluate.score_split(p.scoring, contender, "train", p.splits.train[:TRAIN_SCORE_ROWS],
-                         what="train (overfit check)")
     return Candidate(contender, trained)
 
 

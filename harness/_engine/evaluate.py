@@ -16,7 +16,7 @@ from harness.scoring.metrics import Metric
 from harness.scoring.scored import Scored
 from harness.scoring.separation import separation
 
-TRAIN_SCORE_ROWS = 200  # rows of train scored for the overfit gate's train-vs-test gap
+PICK_ROWS_WITHOUT_VAL = 200  # first train rows the best baseline is picked on when there is no val split
 AGREEMENT_ROWS = 64  # test rows each approach also answers by greedy generation (classification)
 
 

@@ -158,9 +158,8 @@ def judge(experiment: Experiment, p: Prepared, best: Approach, picked_on: str, c
                                          draw=test_draw(experiment, p.data_sha)))
     if suite:
         verdicts["regression"] = suite.gate()
-    verdicts["overfit"] = overfit.gate(candidate.curves, train_scores=tuned.scores["train"],
-                                        test_scores=tuned.scores["test"], metric=key,
-                                        kept_step=candidate.trained.kept_step, confidence=experiment.confidence)
+    verdicts["overfit"] = overfit.gate(candidate.curves, train_row_losses=candidate.trained.train_row_losses,
+                                       kept_step=candidate.trained.kept_step, confidence=experiment.confidence)
     return verdicts
 
 

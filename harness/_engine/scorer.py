@@ -105,6 +105,18 @@ class Scorer:
         return progress
 
 
+def merges_for_scoring(base) -> bool:
+    """Whether the candidate scores with its adapter merged into an fp32 copy of its base
+    (models.with_adapter): on CPU, for a 4-bit base whose fp32 copy takes at most a quarter of
+    the free memory."""
+    from harness.candidate.estimate import available_memory
+
+    if models.device() != "cpu" or not getattr(base, "is_loaded_in_4bit", False):
+        return False
+    fp32_bytes = 4 * sum(p.numel() for p in base.parameters()) * 2  # 4-bit weights are packed two a byte
+    return fp32_bytes < available_memory("cpu") / 4
+
+
 class Models:
     """The base model (its resolved file and tokenizer) and its copies, loaded lazily: the
     pristine base and the candidate.
@@ -144,11 +156,10 @@ class Models:
         return self._load()
 
     def load_adapter(self, adapter_path: str):
-        from peft import PeftModel
-
         if self.candidate is None:
             self._release_base()
-            self.candidate = PeftModel.from_pretrained(self._load(), adapter_path).eval()
+            base = self._load()
+            self.candidate = models.with_adapter(base, adapter_path, merge=merges_for_scoring(base))
         return self.candidate
 
     def release(self) -> None:

@@ -6,6 +6,7 @@ every evaluation, with each val row's own loss, giving the curves the overfit ga
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import shutil
 import time
@@ -32,12 +33,17 @@ class Trained:
     # the step whose weights were delivered: early stopping's best checkpoint, else the last step;
     # None for an adapter cached before this was kept
     kept_step: int | None = None
+    # each train row's mean completion-token loss as it was trained on, in the epoch up to the kept
+    # step (dropout on, weights moving through the epoch): the overfit gate's fit-gap warning
+    # compares it with the val rows at the kept step. None without validation, for a resumed run
+    # and for an adapter cached before this was kept
+    train_row_losses: list[float] | None = None
 
     def summary(self) -> dict:
         """What the adapter cache keeps beside the adapter (everything but its path and hash)."""
         return {"curves": self.curves, "seconds": self.seconds, "steps": self.steps,
                 "trainable_params": self.trainable_params, "total_params": self.total_params, "device": self.device,
-                "kept_step": self.kept_step}
+                "kept_step": self.kept_step, "train_row_losses": self.train_row_losses}
 
 
 def conversation(messages: list[dict], answer: str) -> dict:
@@ -69,10 +75,10 @@ def _progress_callback(log: Callable[[str], None], name: str):
 
 
 class _RowLosses:
-    """Each evaluation's per-row validation losses, read off the forward passes the evaluation runs
-    anyway (no extra pass, no logits kept): a forward hook on the model sums each row's completion
-    token losses (-log p of every label that is not -100, the tokens eval_loss averages) and
-    divides by their count. A row's loss is the mean over its own tokens; eval_loss weights tokens
+    """Each evaluation's per-row validation losses, and each training step's per-row train losses,
+    read off the forward passes training and evaluation run anyway (no extra pass, no logits
+    kept): a forward hook on the model sums each row's completion token losses (-log p of every
+    label that is not -100, the tokens eval_loss averages) and divides by their count. A row's loss is the mean over its own tokens; eval_loss weights tokens
     (per batch), so their means differ by how much long and short answers differ in loss.
 
     trl's fused LM head returns the per-token log-probabilities (`log_probs`, `label_mask`); a
@@ -83,13 +89,12 @@ class _RowLosses:
 
     def __init__(self, model, expected_rows: int):
         self.expected, self.rows, self.last = expected_rows, [], None
+        self.training_rows, self.train_by_step = [], {}  # rows of the step under way; step -> its rows
         self.handle = model.register_forward_hook(self._hook, with_kwargs=True)
 
     def _hook(self, module, args, kwargs, output):
         import torch
 
-        if module.training:
-            return
         log_probs, mask = getattr(output, "log_probs", None), getattr(output, "label_mask", None)
         with torch.no_grad():
             if log_probs is None or mask is None:
@@ -101,9 +106,18 @@ class _RowLosses:
                 log_probs = -torch.nn.functional.cross_entropy(logits[:, :-1].float().transpose(1, 2),
                                                                labels.clamp(min=0), reduction="none")
             mask = mask.to(log_probs.device)
-            sums = (-log_probs.float() * mask).sum(dim=1).tolist()
+            sums = (-log_probs.detach().float() * mask).sum(dim=1).tolist()
             counts = mask.sum(dim=1).tolist()
-        self.rows.extend(s / c if c else None for s, c in zip(sums, counts))
+        (self.training_rows if module.training else self.rows).extend(s / c if c else None
+                                                                      for s, c in zip(sums, counts))
+
+    def train_rows_up_to(self, step: int, steps_per_epoch: int) -> list[float] | None:
+        """The per-row train losses of the epoch that ends at `step` (each train row once, as it
+        was trained on), or None when those steps were not all seen (a resumed run)."""
+        window = range(max(1, step - steps_per_epoch + 1), step + 1)
+        if not window or any(s not in self.train_by_step for s in window):
+            return None
+        return [r for s in window for r in self.train_by_step[s] if r is not None]
 
     def callback(self):
         from transformers import TrainerCallback
@@ -111,6 +125,9 @@ class _RowLosses:
         recorder = self
 
         class AttachRowLosses(TrainerCallback):
+            def on_step_end(self, args, state, control, **kwargs):
+                recorder.train_by_step[state.global_step], recorder.training_rows = recorder.training_rows, []
+
             def on_evaluate(self, args, state, control, metrics=None, **kwargs):
                 rows, recorder.rows = recorder.rows, []
                 one_device = args.world_size == 1 and args.n_gpu <= 1  # else rows arrive per device
@@ -123,6 +140,34 @@ class _RowLosses:
 
     def remove(self) -> None:
         self.handle.remove()
+
+
+@contextlib.contextmanager
+def answer_tokens_only_lm_head():
+    """While training: trl's fused LM head scores only the positions that carry loss (the answer's
+    tokens) on CPU too, as it already does on CUDA.
+
+    trl (1.x) projects every position through the vocabulary off CUDA/XPU, so that tile shapes
+    stay fixed where a compiler would recompile on each new count (Neuron); eager CPU torch
+    recompiles nothing. The log-probabilities of the answer tokens, and so the loss, its
+    gradient and the per-row val losses, are the same either way (tests/test_train.py); the
+    work is not: with a one-token label after a 40-token prompt, the full-vocabulary head was
+    45% of a QLoRA step on SmolLM2 (bench/bench_train.py --lm-head). Does nothing on a trl
+    without the switch (the test says so)."""
+    try:
+        from trl.trainer import utils as trl_utils
+    except ImportError:
+        yield False
+        return
+    original = getattr(trl_utils, "_use_triton", None)
+    if original is None:
+        yield False
+        return
+    trl_utils._use_triton = lambda device: device.type == "cpu" or original(device)
+    try:
+        yield True
+    finally:
+        trl_utils._use_triton = original
 
 
 CHECKPOINT_FILES = ("trainer_state.json", "adapter_model.safetensors", "optimizer.pt", "scheduler.pt")
@@ -171,6 +216,13 @@ def train(model, tokenizer, spec: QLoRA, train_rows: list[dict], val_rows: list[
     `callbacks` are extra transformers TrainerCallbacks (a sweep's pruning callback).
     resume: continue from the last complete checkpoint in `output_dir` (a run killed part way
     and started again with the same output_dir); a half-written checkpoint is skipped."""
+    with answer_tokens_only_lm_head():
+        return _train(model, tokenizer, spec, train_rows, val_rows, Path(output_dir), log=log, name=name,
+                      callbacks=callbacks, resume=resume)
+
+
+def _train(model, tokenizer, spec: QLoRA, train_rows: list[dict], val_rows: list[dict], output_dir: Path, *,
+           log: Callable[[str], None], name: str, callbacks, resume: bool) -> tuple[object, Trained]:
     import torch
     from datasets import Dataset
     from peft import LoraConfig, prepare_model_for_kbit_training
@@ -182,7 +234,6 @@ def train(model, tokenizer, spec: QLoRA, train_rows: list[dict], val_rows: list[
     checkpointing = cuda if spec.gradient_checkpointing is None else spec.gradient_checkpointing
     if getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_quantized", False):
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpointing)
-    output_dir = Path(output_dir)
     steps_per_epoch = math.ceil(len(train_rows) / (spec.batch_size * spec.gradient_accumulation_steps))
     total_steps = math.ceil(steps_per_epoch * spec.epochs)
     eval_every = max(1, steps_per_epoch // spec.evals_per_epoch)
@@ -264,8 +315,10 @@ def train(model, tokenizer, spec: QLoRA, train_rows: list[dict], val_rows: list[
         if "eval_loss" in entry:
             curves.append({"step": entry["step"], "epoch": entry.get("epoch"), "split": "val",
                            "loss": entry["eval_loss"], "row_losses": entry.get("eval_row_losses")})
+    train_row_losses = None
     if recorder is not None:
         recorder.remove()
+        train_row_losses = recorder.train_rows_up_to(kept_step, steps_per_epoch)
     adapter_dir = output_dir / "adapter"
     trainer.model.save_pretrained(adapter_dir)
     tokenizer.save_pretrained(adapter_dir)
@@ -273,4 +326,4 @@ def train(model, tokenizer, spec: QLoRA, train_rows: list[dict], val_rows: list[
     peft_model = trainer.model
     peft_model.eval()
     return peft_model, Trained(str(adapter_dir), adapter_sha256(adapter_dir), curves, seconds, trainer.state.global_step,
-                               trainable, total, "cuda" if cuda else "cpu", kept_step)
+                               trainable, total, "cuda" if cuda else "cpu", kept_step, train_row_losses)

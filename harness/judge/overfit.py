@@ -17,7 +17,7 @@ from harness.judge import stats
 from harness.judge.outcomes import FAIL, OVERFIT, PASS, SKIP, GateResult
 
 # The overfit gate's policy, fixed before any row is seen (docs/statistics.md, "The overfit gate").
-GAP_RELATIVE = 0.20  # warn when train beats test by more than 20% of the test score, beyond noise
+GAP_RELATIVE = 0.20  # warn when val loss is above train loss by more than 20% of it, beyond noise
 OVERFIT_ADVICE = ("keep the best validation checkpoint (early_stopping_patience in the spec) or train fewer epochs, "
                   "chosen on validation loss alone")
 
@@ -94,48 +94,56 @@ def _rising_run(val: list[dict], train: list[tuple], rising_evals: int) -> str |
     return None
 
 
-def train_test_gap(train_scores: list[float] | None, test_scores: list[float] | None, *,
-                   relative: float = GAP_RELATIVE, confidence: float = 0.95) -> dict | None:
-    """The train-test gap of the key metric, with its noise; None without 2 rows of each.
+def fit_gap(train_losses: list[float] | None, val_losses: list[float] | None, *, relative: float = GAP_RELATIVE,
+            confidence: float = 0.95) -> dict | None:
+    """How much worse the kept checkpoint fits new rows than the rows it trained on, with its
+    noise; None without 2 rows of each. Mean per-row loss of the val rows at the kept step minus
+    that of the train rows as they were trained on in the epoch up to it (harness.candidate.train).
 
-    Train and test are different rows, so the intervals are unpaired (Welch's t). The bar is
-    scaled to the metric: `beyond_bar` when the one-sided lower bound (at (1 - confidence) / 2)
-    of train - (1 + relative) x test is above 0, i.e. train is above test by more than `relative`
-    of the test score beyond noise. Judging that one linear statistic keeps the bar's own noise
-    (it moves with the test score) inside the interval."""
-    if not train_scores or not test_scores or len(train_scores) < 2 or len(test_scores) < 2:
+    Train and val are different rows, so the interval is unpaired (Welch's t). `beyond_bar` when
+    the one-sided lower bound (at (1 - confidence) / 2) of val - (1 + relative) x train is above
+    0: val loss above train loss by more than `relative` of it, beyond noise. Judging that one
+    linear statistic keeps the bar's own noise (it moves with the train loss) inside the interval.
+    The train losses were measured with dropout on and with the weights still moving through the
+    epoch, so they sit at or above what the kept weights give those rows: the gap can only be
+    understated, and the warning errs towards silence. The curves hold both sides already, so
+    no row is scored again for it."""
+    if not train_losses or val_losses is None or len(train_losses) < 2:
         return None
-    tr, te = np.asarray(train_scores, dtype=float), np.asarray(test_scores, dtype=float)
+    tr = np.asarray(train_losses, dtype=float)
+    va = np.asarray(val_losses, dtype=float)
+    va = va[~np.isnan(va)]
+    if len(va) < 2:
+        return None
     alpha = (1 - confidence) / 2
 
     def welch(scale: float) -> tuple[float, float]:
-        a, b = tr.var(ddof=1) / len(tr), scale ** 2 * te.var(ddof=1) / len(te)
+        a, b = va.var(ddof=1) / len(va), scale ** 2 * tr.var(ddof=1) / len(tr)
         if a + b == 0:
             return 0.0, 0.0  # no spread on either side: the means are exact
-        df = (a + b) ** 2 / (a ** 2 / (len(tr) - 1) + b ** 2 / (len(te) - 1))
+        df = (a + b) ** 2 / (a ** 2 / (len(va) - 1) + b ** 2 / (len(tr) - 1))
         return math.sqrt(a + b), _t_quantile(1 - alpha, df)
 
-    train_mean, test_mean = float(tr.mean()), float(te.mean())
-    gap, (gap_se, gap_t) = train_mean - test_mean, welch(1.0)
-    excess, (excess_se, excess_t) = train_mean - (1 + relative) * test_mean, welch(1 + relative)
+    train_mean, val_mean = float(tr.mean()), float(va.mean())
+    gap, (gap_se, gap_t) = val_mean - train_mean, welch(1.0)
+    excess, (excess_se, excess_t) = val_mean - (1 + relative) * train_mean, welch(1 + relative)
     excess_low = excess - excess_t * excess_se
-    return {"train": train_mean, "test": test_mean, "train_rows": len(tr), "test_rows": len(te), "gap": gap,
+    return {"train": train_mean, "val": val_mean, "train_rows": len(tr), "val_rows": len(va), "gap": gap,
             "gap_se": gap_se, "gap_low": gap - gap_t * gap_se, "gap_high": gap + gap_t * gap_se,
-            "relative": relative, "bar": relative * test_mean, "excess": excess, "excess_se": excess_se,
+            "relative": relative, "bar": relative * train_mean, "excess": excess, "excess_se": excess_se,
             "excess_t": excess_t, "excess_low": excess_low, "confidence": confidence,
             "beyond_bar": excess_low > stats.TIE_TOLERANCE}
 
 
-def _gap_text(gap: dict, metric: str) -> str:
+def _gap_text(gap: dict) -> str:
     confidence = f"{gap['confidence'] * 100:g}%"
-    return (f"train {metric} {gap['train']:.3f} vs test {gap['test']:.3f} ({gap['train_rows']} and "
-            f"{gap['test_rows']} rows): gap {gap['gap']:+.3f} ({confidence} CI {gap['gap_low']:+.3f}.."
-            f"{gap['gap_high']:+.3f})")
+    return (f"val loss {gap['val']:.4f} at the kept step vs train loss {gap['train']:.4f} as trained on "
+            f"({gap['val_rows']} and {gap['train_rows']} rows): gap {gap['gap']:+.4f} ({confidence} CI "
+            f"{gap['gap_low']:+.4f}..{gap['gap_high']:+.4f})")
 
 
-def gate(curves: list[dict], *, train_scores: list[float] | None, test_scores: list[float] | None, metric: str,
-            kept_step: int | None = None, confidence: float = 0.95, gap_relative: float = GAP_RELATIVE,
-            rising_evals: int = 2) -> GateResult:
+def gate(curves: list[dict], *, train_row_losses: list[float] | None = None, kept_step: int | None = None,
+         confidence: float = 0.95, gap_relative: float = GAP_RELATIVE, rising_evals: int = 2) -> GateResult:
     """FAIL when the delivered checkpoint's validation loss is above an earlier evaluation's beyond
     its noise while train loss fell between them; everything else that hints at overfitting is a
     warning on a PASS.
@@ -150,24 +158,24 @@ def gate(curves: list[dict], *, train_scores: list[float] | None, test_scores: l
     the test split.
 
     Warnings, never a FAIL: a curve without per-row losses (an adapter from the cache trained
-    before they were recorded) gets the old heuristic, `rising_evals` rises in a row; and the
-    train-test gap of the key metric (`train_test_gap`, from the per-row scores) beyond
-    `gap_relative` of the test score, beyond noise. A model can fit its train rows far better
-    than new ones and still be the best on test: the five-percent rule, not this gap, judges test.
+    before they were recorded) gets the old heuristic, `rising_evals` rises in a row; and the fit
+    gap (`fit_gap`): the kept step's val loss above `train_row_losses` by more than `gap_relative`
+    of them, beyond noise. A model can fit its train rows far better than new ones and still be
+    the best on test: the five-percent rule, not this gap, judges test.
     """
     alpha = (1 - confidence) / 2
     val, after = _val_points(curves, kept_step)
     train = sorted((c["step"], c["loss"]) for c in curves if c.get("split") == "train")
-    gap = train_test_gap(train_scores, test_scores, relative=gap_relative, confidence=confidence)
-    details = {"metric": metric, "confidence": confidence, "alpha": alpha, "kept_step": kept_step,
+    gap = fit_gap(train_row_losses, _row_losses(val[-1]) if val else None, relative=gap_relative,
+                  confidence=confidence)
+    details = {"confidence": confidence, "alpha": alpha, "kept_step": kept_step,
                "judged_step": val[-1]["step"] if val else None, "evaluations_after_kept": after,
                "val_curve": [[p["step"], p["loss"]] for p in val], "noise_model": None, "comparisons": [],
                "bonferroni_k": 0, "alpha_each": None, "rising_evals": rising_evals, "gap": gap,
                "gap_relative": gap_relative, "warnings": []}
     details["train_curve"] = [list(p) for p in train if not val or p[0] <= val[-1]["step"]]
-    if not val and gap is None:
-        return GateResult(OVERFIT, SKIP, "no validation curve or per-row train and test scores to judge",
-                          {**details, "outcome": SKIP})
+    if not val:
+        return GateResult(OVERFIT, SKIP, "no validation curve to judge", {**details, "outcome": SKIP})
     warnings, finding, said = details["warnings"], None, []
     if val:
         kept = val[-1]
@@ -222,16 +230,14 @@ def gate(curves: list[dict], *, train_scores: list[float] | None, test_scores: l
                             f"(closest: {rise_text(c)})")
             else:
                 said.append("no earlier evaluation with per-row losses to compare the kept one with")
-    else:
-        said.append("no validation curve")
     if gap is not None:
         if gap["beyond_bar"]:
-            warnings.append(f"{_gap_text(gap, metric)}, more than {gap_relative:.0%} of the test score beyond noise "
-                            f"(train - {1 + gap_relative:g} x test: lower end {gap['excess_low']:+.3f} > 0); the "
+            warnings.append(f"{_gap_text(gap)}, more than {gap_relative:.0%} above the train loss beyond noise "
+                            f"(val - {1 + gap_relative:g} x train: lower end {gap['excess_low']:+.4f} > 0); the "
                             f"train rows are fit far better than new ones, which is no harm in itself: the "
                             f"five-percent rule judges test, and training is not to be tuned on the test score")
         else:
-            said.append(_gap_text(gap, metric))
+            said.append(_gap_text(gap))
     outcome = FAIL if finding else PASS
     details["outcome"] = outcome
     message = finding if finding else "no sign of overfitting: " + "; ".join(said)
@@ -277,19 +283,21 @@ def simulate_overfit(evaluations: int, *, draws: int, rise: float = 0.0, rows: i
         kept = None
         if early_stopping:
             kept = min((c for c in curves if c["split"] == "val"), key=lambda c: c["loss"])["step"]
-        v = gate(curves, train_scores=None, test_scores=None, metric="loss", kept_step=kept, confidence=confidence)
+        v = gate(curves, kept_step=kept, confidence=confidence)
         fails += v.outcome == FAIL
         warned += bool(v.details["warnings"])
     return {"FAIL": fails / draws, "warned": warned / draws, "draws": draws}
 
 
-def simulate_gap(train_rate: float, test_rate: float, *, draws: int, train_rows: int = 200, test_rows: int = 800,
+def simulate_gap(train_loss: float, val_loss: float, *, draws: int, train_rows: int = 480, val_rows: int = 120,
                  relative: float = GAP_RELATIVE, seed: int = 0) -> float:
-    """How often the train-test gap warning fires on 0/1 scores with true rates train_rate and test_rate."""
+    """How often the fit-gap warning fires when the true mean per-row losses are train_loss and
+    val_loss: each row's loss Gamma-distributed (shape 2, so its sd is 0.71 x its mean, about the
+    spread of per-row losses of a small model), train_rows and val_rows of them."""
     rng = np.random.default_rng(seed)
     warned = 0
     for _ in range(draws):
-        gap = train_test_gap((rng.random(train_rows) < train_rate).astype(float).tolist(),
-                             (rng.random(test_rows) < test_rate).astype(float).tolist(), relative=relative)
+        gap = fit_gap(rng.gamma(2.0, train_loss / 2, train_rows).tolist(),
+                      rng.gamma(2.0, val_loss / 2, val_rows).tolist(), relative=relative)
         warned += gap is not None and gap["beyond_bar"]
     return warned / draws
