@@ -30,11 +30,11 @@ experiment = Experiment(
                             k=3, shots=4),
     ],
     max_baselines=3,
-    # Runtime on 2 CPU cores, about 8 minutes cold (7m51s measured with two baselines): 2 epochs x 25 steps (200 rows / batch 8) x ~2.5 s
-    # = ~2 min of training; then greedy generation (answers of at most 4 words, so at most ~18
-    # new tokens) of 150 val + test rows per baseline and for the candidate; retrieval prompts
-    # are ~3 x 90 tokens longer.
-    # Embedding the 350 passages takes ~25 s once; the index is cached for later runs.
+    # Runtime on 2 cores of an AMD EPYC (Zen 5), 2026-12-02: 637 s cold (docs/performance.md):
+    # 2 epochs x 25 steps (200 rows / batch 8) x 4.4 s = 234 s of training; greedy generation
+    # (answers of at most 4 words, so at most ~18 new tokens) of 150 val + test rows per baseline
+    # and for the candidate, 350 s for the three baselines (retrieval prompts are ~3 x 90 tokens
+    # longer: 190 s of it). Embedding the 350 passages takes ~25 s once; the index is cached.
     candidate=QLoRA(r=16, alpha=32, learning_rate=2e-4, epochs=2),
     knowledge_task=True,  # the recommendation weighs retrieval against fine-tuning
     # SmolLM2-135M scores near 0 exact match every way (it copies passages rather than taking the
