@@ -78,8 +78,9 @@ class _RowLosses:
     """Each evaluation's per-row validation losses, and each training step's per-row train losses,
     read off the forward passes training and evaluation run anyway (no extra pass, no logits
     kept): a forward hook on the model sums each row's completion token losses (-log p of every
-    label that is not -100, the tokens eval_loss averages) and divides by their count. A row's loss is the mean over its own tokens; eval_loss weights tokens
-    (per batch), so their means differ by how much long and short answers differ in loss.
+    label that is not -100, the tokens eval_loss averages) and divides by their count. A row's
+    loss is the mean over its own tokens; eval_loss weights tokens (per batch), so their means
+    differ by how much long and short answers differ in loss.
 
     trl's fused LM head returns the per-token log-probabilities (`log_probs`, `label_mask`); a
     forward that returns logits instead (another trl) is read from them and the labels. After
@@ -106,7 +107,7 @@ class _RowLosses:
                 log_probs = -torch.nn.functional.cross_entropy(logits[:, :-1].float().transpose(1, 2),
                                                                labels.clamp(min=0), reduction="none")
             mask = mask.to(log_probs.device)
-            sums = (-log_probs.detach().float() * mask).sum(dim=1).tolist()
+            sums = (-log_probs.float() * mask).sum(dim=1).tolist()
             counts = mask.sum(dim=1).tolist()
         (self.training_rows if module.training else self.rows).extend(s / c if c else None
                                                                       for s, c in zip(sums, counts))
@@ -152,7 +153,7 @@ def answer_tokens_only_lm_head():
     recompiles nothing. The log-probabilities of the answer tokens, and so the loss, its
     gradient and the per-row val losses, are the same either way (tests/test_train.py); the
     work is not: with a one-token label after a 40-token prompt, the full-vocabulary head was
-    45% of a QLoRA step on SmolLM2 (bench/bench_train.py --lm-head). Does nothing on a trl
+    43% of a QLoRA step on SmolLM2 (bench/bench_train.py --lm-head). Does nothing on a trl
     without the switch (the test says so)."""
     try:
         from trl.trainer import utils as trl_utils
