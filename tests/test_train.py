@@ -30,20 +30,23 @@ def test_qlora_training_moves_the_loss_and_saves_the_adapter(tmp_path, tiny_mode
 
 
 def test_early_stopping_keeps_the_best_checkpoint(tmp_path, tiny_model_dir):
-    """Validation labels contradict the rule train teaches ('area man' -> 1 in train, -> 0 in
-    val): once the model has learnt the answer format (val loss falls) it learns the rule,
-    and every step of that raises val loss, on any CPU. So training stops early and the
-    adapter kept is the best one, not the last. (Coin-flip labels made the outcome hinge on
-    rounding: on an AVX2-only EPYC val loss kept falling through all 12 epochs.)"""
+    """Every train row answers "1" and every val row answers "0". Training first teaches the answer
+    format the two splits share (the end of turn after the label: val loss falls), then makes "1"
+    ever more certain, and every step of that raises the loss of "0" without bound: val loss
+    turns and rises on any CPU. So training stops early and the adapter kept is the best one, not
+    the last. Rules the tiny model must discover made the outcome hinge on rounding: with
+    coin-flip labels, and again with val labels flipped against train's, val loss kept falling
+    through all 12 epochs on an AVX2-only EPYC (Zen 3). There the curve now reads 9.3, 8.6, 6.2
+    at step 12, then 7.3 and 7.0: stopped at step 20 of 48, each of the two evaluations after
+    the best about 1 nat above it, far beyond rounding."""
     import json
 
     import torch
 
-    write_classification_jsonl(tmp_path / "train.jsonl", n=32, seed=1)
-    flipped = [json.loads(line) for line in write_classification_jsonl(tmp_path / "v.jsonl", n=16, seed=2)
-               .read_text().splitlines()]
-    (tmp_path / "val.jsonl").write_text("".join(json.dumps({**r, "label": str(1 - int(r["label"]))}) + "\n"
-                                                for r in flipped))
+    for name, n, seed, label in (("train", 32, 1, "1"), ("val", 16, 2, "0")):
+        rows = [json.loads(line) for line in write_classification_jsonl(tmp_path / f"{name}-any.jsonl", n=n,
+                                                                         seed=seed).read_text().splitlines()]
+        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps({**r, "label": label}) + "\n" for r in rows))
 
     class parts:  # the two splits, as the engine hands them to train()
         train = load(tmp_path / "train.jsonl").samples
