@@ -1,7 +1,7 @@
 """Does a QLoRA fine-tune of SmolLM2-135M beat prompting it at spotting sarcastic headlines?
 
     pytest experiments/test_sarcasm.py            # gate the declared (or stored best swept) candidate
-    pytest experiments/test_sarcasm.py --sweep    # search QLoRA settings first, then gate the winner
+    pytest experiments/test_sarcasm.py --harness-sweep    # search QLoRA settings first, then gate the winner
 
 The candidate must beat the best prompt baseline (picked on validation) by 5% relative
 accuracy on the sealed test split, with the whole 95% paired-bootstrap interval above 5%.
@@ -42,8 +42,8 @@ experiment = Experiment(
     ],
     max_baselines=11,
     candidate=QLoRA(r=16, alpha=32, learning_rate=2e-4, epochs=2),
-    # `pytest experiments/ --sweep` searches these first (about 20 minutes on 2 CPU cores) and
-    # gates the best trial on validation; later runs without --sweep reuse that stored winner.
+    # `pytest experiments/ --harness-sweep` searches these first (about 20 minutes on 2 CPU cores) and
+    # gates the best trial on validation; later runs without --harness-sweep reuse that stored winner.
     # Two evaluations per epoch give the pruner a checkpoint to stop a trailing trial at.
     sweep=Sweep(r=[8, 16, 32], learning_rate=(5e-5, 1e-3), epochs=[1, 2], evals_per_epoch=2, trials=6),
     threshold=0.05,

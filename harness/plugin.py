@@ -8,6 +8,11 @@ The experiment runs once, when its first item runs; every gate item then reads i
 verdict. A `result` fixture gives user tests in the same file the scores, predictions
 and curves. At the end of the session a summary table is printed and the HTML reports
 are rebuilt from the store.
+
+Installed with the package (a `pytest11` entry point), so a repository needs no conftest.py.
+It changes nothing for sessions that collect no experiment: torch threads are shared between
+pytest-xdist workers when an experiment runs, and under xdist only spec files are kept whole
+on one worker (`pytest_xdist_make_scheduler`); other tests are spread as the chosen --dist spreads them.
 """
 from __future__ import annotations
 
@@ -26,12 +31,21 @@ from harness.spec.experiment import Experiment
 VERDICT_PROPERTY = "harness_verdict"
 
 
+# old spelling -> the option under the harness prefix; the old one still works, with a warning
+_RENAMED = {"--sweep": "--harness-sweep", "--sweep-storage": "--harness-sweep-storage"}
+
+
 def pytest_addoption(parser):
     group = parser.getgroup("harness", "fine-tuning experiments (harness)")
     group.addoption("--harness-store", default=None, metavar="PATH",
-                    help="DuckDB store for runs (default: <rootdir>/.harness/harness.duckdb)")
+                    help="DuckDB store for runs (default: the harness_store ini option, else "
+                         "<rootdir>/.harness/harness.duckdb)")
     group.addoption("--harness-reports", default=None, metavar="DIR",
-                    help="where HTML reports are written (default: <rootdir>/reports)")
+                    help="where HTML reports are written (default: the harness_reports ini option, else <rootdir>/reports)")
+    parser.addini("harness_store", "DuckDB store for runs, relative to the ini file (--harness-store overrides)",
+                  default="")
+    parser.addini("harness_reports", "where HTML reports are written, relative to the ini file "
+                  "(--harness-reports overrides)", default="")
     group.addoption("--harness-no-report", action="store_true", default=False,
                     help="do not rebuild the HTML reports at the end of the session")
     group.addoption("--harness-strict", action="store_true", default=False,
@@ -39,12 +53,13 @@ def pytest_addoption(parser):
                          "without it such a gate is an xfail")
     group.addoption("--harness-gpu-hour-price", type=float, default=None, metavar="USD",
                     help="price of one device-hour, for the cost view (overrides the spec's gpu_hour_price)")
-    group.addoption("--sweep", action="store_true", default=False,
+    group.addoption("--harness-sweep", "--sweep", dest="harness_sweep", action="store_true", default=False,
                     help="run each experiment's Sweep (an Optuna study) first; its best trial becomes the candidate. "
-                         "Without it a stored best trial of the same study is reused")
-    group.addoption("--sweep-storage", default=None, metavar="URL",
+                         "Without it a stored best trial of the same study is reused (--sweep: deprecated spelling)")
+    group.addoption("--harness-sweep-storage", "--sweep-storage", dest="harness_sweep_storage", default=None,
+                    metavar="URL",
                     help="Optuna storage shared by sweep workers, e.g. postgresql://user:pw@host/db "
-                         "(default: a journal file beside the store)")
+                         "(default: a journal file beside the store; --sweep-storage: deprecated spelling)")
     group.addoption("--harness-calls", type=int, default=None, metavar="N",
                     help="call volume for the cost view (overrides the spec's calls)")
     group.addoption("--harness-holm", action="store_true", default=False,
@@ -87,6 +102,17 @@ class _EventLog:
             self.file = None
 
 
+def _path(config, what: str, default: Path) -> Path:
+    """--harness-WHAT (relative to the working directory, as typed), else the harness_WHAT ini
+    option (relative to the ini file, as pytest reads ini paths), else the default."""
+    if config.getoption(f"--harness-{what}"):
+        return Path(config.getoption(f"--harness-{what}"))
+    value = config.getini(f"harness_{what}")
+    if value:
+        return Path(config.inipath.parent if config.inipath else config.rootpath) / value
+    return default
+
+
 class _Session:
     """Per-pytest-session state: the store, and each experiment's result or error."""
 
@@ -94,8 +120,8 @@ class _Session:
         self.config = config
         root = Path(config.rootpath)
         self.root = root
-        self.store_path = Path(config.getoption("--harness-store") or root / ".harness" / "harness.duckdb")
-        self.reports_dir = Path(config.getoption("--harness-reports") or root / "reports")
+        self.store_path = _path(config, "store", root / ".harness" / "harness.duckdb")
+        self.reports_dir = _path(config, "reports", root / "reports")
         self._store = None
         self.outcomes: dict[str, object] = {}  # experiment name -> Result or exception
         self.verdicts: list[dict] = []
@@ -135,12 +161,13 @@ class _Session:
         from harness._engine import run_experiment
 
         self.ran = True
+        _share_cores_between_workers(self.config)
         self.log(f"running experiment {experiment.name!r} ({experiment.spec_file})")
         self.events.write("plugin.run_started", experiment.name, fields={"spec_file": experiment.spec_file})
         try:
             self.outcomes[experiment.name] = run_experiment(
-                experiment, self.store, root=self.root, log=self.log, sweep=self.config.getoption("--sweep"),
-                sweep_storage=self.config.getoption("--sweep-storage"), on_event=self.events.event)
+                experiment, self.store, root=self.root, log=self.log, sweep=self.config.getoption("--harness-sweep"),
+                sweep_storage=self.config.getoption("--harness-sweep-storage"), on_event=self.events.event)
         except Exception as e:  # kept, so every gate item of the experiment reports the same cause
             self.outcomes[experiment.name] = e
         finally:  # also after a Ctrl-C, so that the log says where the time went until then
@@ -173,15 +200,70 @@ def pytest_configure(config):
                                                      or getattr(config.option, "numprocesses", None)):
         raise pytest.UsageError("--harness-holm judges every experiment of the session together, in one process; "
                                 "drop -n (pytest-xdist) or drop --harness-holm")
+    config.addinivalue_line("markers", "harness: a gate item of a harness experiment (deselect with -m 'not harness')")
+    for old, new in _RENAMED.items():
+        if any(arg == old or arg.startswith(old + "=") for arg in config.invocation_params.args):
+            config.issue_config_time_warning(pytest.PytestDeprecationWarning(
+                f"{old} is deprecated: spell it {new} (every harness option starts with --harness-)"), stacklevel=2)
     config._harness = _Session(config)
     _active.append(config._harness)
-    _share_cores_between_workers(config)
-    # pytest-xdist: an experiment runs once per process, so all items of a spec file must go
-    # to one worker; --dist load (what -n picks) would spread them and run it on several.
-    # loadfile keeps a file's items together (loadgroup would too, but pytest 9's node ids
-    # ignore the group suffix pytest-xdist 3.8 adds).
-    if getattr(config.option, "dist", "no") in ("load", "loadscope", "loadgroup", "worksteal"):
-        config.option.dist = "loadfile"
+
+
+def pytest_report_header(config):
+    state = config._harness
+    return [f"harness: store {state.store_path}, reports {state.reports_dir}, {_device()}"]
+
+
+def _device() -> str:
+    """What experiments would run on, without importing torch where nothing needs it yet."""
+    import shutil
+    import sys
+
+    from harness import machine
+
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        return f"device cuda ({torch.cuda.get_device_name(0)})"
+    if torch is None and shutil.which("nvidia-smi"):
+        return "device cuda if torch sees the GPU nvidia-smi found"
+    flags = ", ".join(machine.cpu_flags()) or "none of " + "/".join(machine.FLAGS)
+    return f"device cpu ({machine.cpu_name()}, {machine.usable_cores()} cores; {flags})"
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """pytest-xdist: an experiment runs once per process, so every item of a spec file (its gate
+    items and the user tests that read its `result`) must go to one worker. --dist load, the
+    default of -n, would spread them and run the experiment on several workers at once. Spec
+    files go whole to one worker; every other test is scheduled as the chosen --dist would
+    (load and worksteal as loadgroup does, one test at a time). loadfile and each are kept:
+    both already keep a file together."""
+    dist = config.getvalue("dist")
+    if dist not in ("load", "loadscope", "loadgroup", "worksteal"):
+        return None
+    from xdist.scheduler import LoadGroupScheduling, LoadScopeScheduling
+
+    return _spec_files_together(LoadScopeScheduling if dist == "loadscope" else LoadGroupScheduling)(config, log)
+
+
+def _spec_files_together(base):
+    class SpecFilesTogether(base):
+        def schedule(self):
+            collection = next(iter(self.registered_collections.values()), [])
+            self.spec_files = {nodeid.split("::", 1)[0] for nodeid in collection if _is_gate_nodeid(nodeid)}
+            super().schedule()
+
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return path if path in getattr(self, "spec_files", ()) else super()._split_scope(nodeid)
+
+    return SpecFilesTogether
+
+
+def _is_gate_nodeid(nodeid: str) -> bool:
+    """`path::experiment::gate`, as ExperimentNode and GateItem name their items."""
+    parts = nodeid.split("::")
+    return len(parts) == 3 and parts[2] in GATES
 
 
 def _share_cores_between_workers(config) -> None:
@@ -227,7 +309,9 @@ class ExperimentNode(pytest.Collector):
         if not (self.experiment.regression or self.experiment.forgetting):
             gates = tuple(g for g in gates if g != REGRESSION)
         for gate in gates:
-            yield GateItem.from_parent(self, name=gate, gate=gate, experiment=self.experiment)
+            item = GateItem.from_parent(self, name=gate, gate=gate, experiment=self.experiment)
+            item.add_marker("harness")
+            yield item
 
 
 class GateFailed(Exception):

@@ -96,7 +96,7 @@ def test_a_sweep_runs_its_budget_mirrors_every_trial_and_its_winner_becomes_the_
     assert candidate.config["sweep"]["study"] == trials[0].study
     assert candidate.adapter_sha256 == best.adapter_sha256
 
-    # Without --sweep the stored best trial is reused: nothing is searched or trained again.
+    # Without --harness-sweep the stored best trial is reused: nothing is searched or trained again.
     rerun = run_experiment(spec, store, root=tmp_path, log=lambda _: None)
     assert rerun.candidate.config["sweep"]["trial"] == best.number
     assert [e.fields["trial"] for e in of(rerun.events, "candidate.chosen")] == [best.number]

@@ -151,7 +151,7 @@ def _chosen_spec(experiment: Experiment, store: Store, p: Prepared, root: Path, 
     best = sweep.best_trial(store, study)
     if best is None:
         events.emit(kinds.CANDIDATE_CHOSEN, f"{experiment.name}: no complete trial of sweep study {study!r} in the "
-                    f"store; the candidate is the QLoRA spec as declared (run `pytest --sweep` or `harness sweep` to "
+                    f"store; the candidate is the QLoRA spec as declared (run `pytest --harness-sweep` or `harness sweep` to "
                     f"search)", source="declared", study=study, trial=None, value=None, params=None)
         return experiment.candidate, None
     spec = QLoRA(**{**experiment.candidate.config(), **best.params})

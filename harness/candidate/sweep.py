@@ -63,7 +63,7 @@ def storage_url(store_path: str, storage: str | None) -> str:
     if storage:
         return storage
     if store_path == ":memory:":
-        raise SpecError("a sweep needs a store on disk (its journal lives beside it) or --sweep-storage URL")
+        raise SpecError("a sweep needs a store on disk (its journal lives beside it) or --harness-sweep-storage URL")
     return str(Path(store_path).parent / JOURNAL_NAME)
 
 

@@ -223,8 +223,8 @@ class Experiment:
     knowledge_task: the task needs facts the model may lack (the recommendation weighs retrieval).
     trust_remote_code: run Python code shipped with the model (only for a source you trust).
     allow_pickle: accept pickled (.bin) weights; by default only safetensors load.
-    sweep: a Sweep over the candidate's settings; run with `pytest --sweep` or `harness sweep`,
-        and its best trial becomes the candidate (also later, without --sweep).
+    sweep: a Sweep over the candidate's settings; run with `pytest --harness-sweep` or `harness sweep`,
+        and its best trial becomes the candidate (also later, without --harness-sweep).
     max_baselines: the most prompt baselines one run scores, counted after prompt folders are
         expanded and calibrated twins added; more is refused before any model is loaded.
     seed: draws the split (and seeds what the spec does not seed otherwise).
