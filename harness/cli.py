@@ -3,6 +3,9 @@
     harness report [--store PATH] [--out DIR] [--gpu-hour-price P --calls N]
                                                  rebuild the HTML reports from the store
     harness runs [EXPERIMENT] [--store PATH]     list recorded runs and their verdicts
+    harness summary [EXPERIMENT] [--run ID] [--format md|json]
+                                                 each experiment's latest run (or one run) as markdown
+                                                 for a job summary or pull request, or as results.json
     harness data check FILE [--task T] [--columns input=COL,output=COL] [--labels A,B] [--val F --test F]
                                                  check a data file; exit 1 when an error-level check fails
     harness estimate [MODEL ...] [--method qlora|lora|full|all]
@@ -17,6 +20,7 @@ A user's mistake ends with one line on stderr and exit status 2, never a traceba
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 from harness.errors import HarnessError
@@ -123,6 +127,26 @@ def _runs(args) -> int:
         verdict = decision.decide(gates, status=run.status).verdict
         outcomes = " ".join(f"{g.gate}={g.outcome}" + ("(allowed)" if decision.allowed(g) else "") for g in gates)
         print(f"{run.run_id}  {run.experiment:<20} {run.status:<9} {verdict:<15} {outcomes or run.error or ''}")
+    return 0
+
+
+def _summary(args) -> int:
+    from harness.report import results
+
+    store = _open(args.store)
+    if args.run:
+        runs = store.stored_runs(run_id=args.run)
+        if not runs:
+            raise HarnessError(f"no run {args.run!r} in {args.store}; `harness runs` lists them")
+    else:
+        names = [args.experiment] if args.experiment else list(dict.fromkeys(r.experiment for r in store.runs()))
+        runs = [found[-1] for name in names if (found := store.stored_runs(name))]
+        if args.experiment and not runs:
+            raise HarnessError(f"no runs of {args.experiment!r} in {args.store}; `harness runs` lists them")
+    found = results.results(runs, gpu_hour_price=args.gpu_hour_price, calls=args.calls)
+    print(json.dumps(found, indent=2, allow_nan=False) if args.format == "json" else results.markdown(found), end="")
+    if args.format == "json":
+        print()
     return 0
 
 
@@ -291,6 +315,17 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("experiment", nargs="?", help="only this experiment")
     runs.add_argument("--store", default=DEFAULT_PATH, help=f"DuckDB store (default {DEFAULT_PATH})")
     runs.set_defaults(func=_runs)
+    summary = sub.add_parser("summary", help="each experiment's latest run (or one run) as markdown for a CI job "
+                             "summary or a pull-request comment, or as results.json")
+    summary.add_argument("experiment", nargs="?", help="only this experiment")
+    summary.add_argument("--run", help="this run id instead (see `harness runs`)")
+    summary.add_argument("--format", choices=["md", "json"], default="md", help="markdown (default) or JSON "
+                         "(results.json's schema: harness/report/results.schema.json)")
+    summary.add_argument("--store", default=DEFAULT_PATH, help=f"DuckDB store (default {DEFAULT_PATH})")
+    summary.add_argument("--gpu-hour-price", type=float, help="price of one device-hour, for the cost view "
+                         "(default: each spec's gpu_hour_price)")
+    summary.add_argument("--calls", type=int, help="call volume for the cost view (default: each spec's calls)")
+    summary.set_defaults(func=_summary)
     data = sub.add_parser("data", help="check data files")
     data_sub = data.add_subparsers(dest="data_command", metavar="check", required=True)
     check = data_sub.add_parser("check", help="check a data file: format, schema, duplicates, leakage, labels, "

@@ -46,6 +46,9 @@ def pytest_addoption(parser):
                   default="")
     parser.addini("harness_reports", "where HTML reports are written, relative to the ini file "
                   "(--harness-reports overrides)", default="")
+    group.addoption("--harness-results", default=None, metavar="PATH",
+                    help="where the session's results.json is written (default: results.json in the reports "
+                         "folder); with GITHUB_STEP_SUMMARY set, its markdown is appended there too")
     group.addoption("--harness-no-report", action="store_true", default=False,
                     help="do not rebuild the HTML reports at the end of the session")
     group.addoption("--harness-strict", action="store_true", default=False,
@@ -404,7 +407,11 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
             shown = v["outcome"] + (" (xfail)" if v.get("item") == decision.ITEM_XFAILED else "")
             terminalreporter.write_line(f"{v['experiment']:<{width}}  {v['gate']:<18} {shown:<19} {v['message']}")
         _cost_summary(terminalreporter, config, state)
-    if hasattr(config, "workerinput") or config.getoption("--harness-no-report"):
+    if hasattr(config, "workerinput"):
+        return
+    if state.verdicts and state.store_path.exists():
+        _write_results(terminalreporter, config, state)
+    if config.getoption("--harness-no-report"):
         return
     if state.ran or (state.verdicts and state.store_path.exists()):
         from harness.report import write_reports
@@ -422,6 +429,27 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
                                         f"the store is intact, rebuild with `harness report`")
         finally:
             state.events.write("plugin.report_finished")
+
+
+def _write_results(terminalreporter, config, state) -> None:
+    """results.json for the experiments of this session (each one's latest run), and the same as
+    markdown in GitHub's job summary when GITHUB_STEP_SUMMARY names a file."""
+    import os
+
+    from harness.report import results
+
+    runs = [found[-1] for name in dict.fromkeys(v["experiment"] for v in state.verdicts)
+            if (found := state.store.stored_runs(name))]
+    if not runs:
+        return
+    found = results.results(runs, gpu_hour_price=config.getoption("--harness-gpu-hour-price"),
+                            calls=config.getoption("--harness-calls"))
+    path = results.write(config.getoption("--harness-results") or state.reports_dir / "results.json", found)
+    terminalreporter.write_line(f"harness: results {path}")
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        with open(summary, "a", encoding="utf-8") as f:
+            f.write(results.markdown(found))
 
 
 def pytest_unconfigure(config):

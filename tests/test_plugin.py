@@ -53,8 +53,9 @@ def test_each_gate_is_its_own_item(project):
         assert item in lines
 
 
-def test_a_run_gives_verdicts_a_store_and_a_report(project):
+def test_a_run_gives_verdicts_a_store_and_a_report(project, monkeypatch):
     pytester = project()
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(pytester.path / "step-summary.md"))
     result = pytester.runpytest("-v", "-p", "no:cacheprovider", "--junitxml=junit.xml")
     out = result.stdout.str()
     assert "test_toy.py::toy::data_quality PASSED" in out
@@ -83,6 +84,18 @@ def test_a_run_gives_verdicts_a_store_and_a_report(project):
     assert (pytester.path / "reports" / "toy.html").is_file()
     junit = (pytester.path / "junit.xml").read_text()
     assert 'name="five_percent_rule"' in junit
+    # results.json beside the report, and the same run as markdown in GitHub's job summary
+    from harness.judge import decision
+
+    found = json.loads((pytester.path / "reports" / "results.json").read_text())
+    assert f"harness: results {pytester.path / 'reports' / 'results.json'}" in out
+    [shown] = found["runs"]
+    assert shown["run_id"] == run.run_id
+    assert shown["verdict"]["verdict"] == decision.decide(store.stored_runs("toy")[-1].gates).verdict
+    assert {g["gate"]: g["outcome"] for g in shown["gates"]} == {k: g["outcome"] for k, g in gates.items()}
+    assert found["passed"] == (result.ret == 0)
+    summary = (pytester.path / "step-summary.md").read_text()
+    assert summary.startswith("## harness: CI ") and "| toy | **" in summary
 
 
 def test_the_toy_task_is_learned_and_the_item_reports_the_stored_verdict(project):
