@@ -6,6 +6,9 @@
     harness summary [EXPERIMENT] [--run ID] [--format md|json]
                                                  each experiment's latest run (or one run) as markdown
                                                  for a job summary or pull request, or as results.json
+    harness compare [EXPERIMENT] --base REF [--head REF] [--format md|json]
+                                                 a run against another (REF: a run id, or a git branch
+                                                 or commit); exit 1 when a gate got worse
     harness data check FILE [--task T] [--columns input=COL,output=COL] [--labels A,B] [--val F --test F]
                                                  check a data file; exit 1 when an error-level check fails
     harness estimate [MODEL ...] [--method qlora|lora|full|all]
@@ -148,6 +151,26 @@ def _summary(args) -> int:
     if args.format == "json":
         print()
     return 0
+
+
+def _compare(args) -> int:
+    from harness.report import compare
+
+    store = _open(args.store)
+    names = [args.experiment] if args.experiment else None
+    if names is None:  # both refs run ids: their experiment; git refs need it named
+        names = [compare.resolve(store, None, args.base, root=args.root).run.experiment]
+    found = []
+    for name in names:
+        base = compare.resolve(store, name, args.base, root=args.root)
+        head = (compare.resolve(store, name, args.head, root=args.root) if args.head
+                else (store.stored_runs(name) or [None])[-1])
+        if base.run.experiment != head.run.experiment:
+            raise HarnessError(f"{args.base} is a run of {base.run.experiment!r}, {args.head} of "
+                               f"{head.run.experiment!r}: compare runs of one experiment")
+        found.append(compare.compare(store, base, head))
+    print(json.dumps(found, indent=2, allow_nan=False) if args.format == "json" else compare.markdown(found))
+    return 1 if any(c["worse"] for c in found) else 0
 
 
 def _data_check(args) -> int:
@@ -326,6 +349,16 @@ def build_parser() -> argparse.ArgumentParser:
                          "(default: each spec's gpu_hour_price)")
     summary.add_argument("--calls", type=int, help="call volume for the cost view (default: each spec's calls)")
     summary.set_defaults(func=_summary)
+    comp = sub.add_parser("compare", help="a run against another, per gate and per approach (metric change with a "
+                          "paired interval, rows fixed and broken); exit 1 when a gate got worse")
+    comp.add_argument("experiment", nargs="?", help="the experiment (needed when a REF is a git ref)")
+    comp.add_argument("--base", required=True, metavar="REF", help="a run id, or a git branch, tag or commit: the "
+                      "latest complete run recorded at that commit")
+    comp.add_argument("--head", metavar="REF", help="as --base (default: the experiment's latest run)")
+    comp.add_argument("--format", choices=["md", "json"], default="md", help="markdown (default) or JSON")
+    comp.add_argument("--store", default=DEFAULT_PATH, help=f"DuckDB store (default {DEFAULT_PATH})")
+    comp.add_argument("--root", default=".", help="git checkout that git refs are resolved in (default .)")
+    comp.set_defaults(func=_compare)
     data = sub.add_parser("data", help="check data files")
     data_sub = data.add_subparsers(dest="data_command", metavar="check", required=True)
     check = data_sub.add_parser("check", help="check a data file: format, schema, duplicates, leakage, labels, "

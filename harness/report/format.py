@@ -5,6 +5,7 @@ that is not a finite number is a dash.
 """
 from __future__ import annotations
 
+import html
 import math
 from datetime import datetime
 from typing import Any
@@ -105,3 +106,29 @@ def badge_class(label: Any) -> str:
 def now_text() -> str:
     """The local time now, for a page's "generated" line."""
     return datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+
+
+def json_plain(value: Any) -> Any:
+    """JSON's values only: datetimes as ISO text, and NaN or infinity (which JSON cannot
+    carry, and which a reader would take for a number) as null."""
+    if isinstance(value, dict):
+        return {str(k): json_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_plain(v) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def md_cell(text: Any) -> str:
+    """Text safe inside a table cell: no pipe ends the cell, no newline ends the row."""
+    return md_inline(text).replace("|", "\\|")
+
+
+def md_inline(text: Any) -> str:
+    """One line, with <, > and & escaped: a message is text, never markup."""
+    return html.escape(" ".join(str(text).split()), quote=False)

@@ -24,11 +24,11 @@ def history(runs: list[StoredRun], shown: StoredRun | None) -> list[dict]:
         s = run_summary(stored) if run.status == "complete" else None
         rows.append({"run_id": run.run_id, "started_at": run.started_at, "status": run.status,
                      "summary": s, "verdict": verdict(stored), "shown": stored is shown,
-                     "error": run.error, "changes": _changes(run, [r.run for r in runs[:i]])})
+                     "error": run.error, "changes": changes(run, [r.run for r in runs[:i]])})
     return list(reversed(rows))
 
 
-def _changes(run: Run, earlier: list[Run]) -> list[str]:
+def changes(run: Run, earlier: list[Run]) -> list[str]:
     """What changed since the previous run: config keys, data, model, test split, code."""
     if not earlier:
         return ["first run"]

@@ -8,17 +8,14 @@ contract (docs/ci.md), and SCHEMA_VERSION changes whenever a field changes meani
 """
 from __future__ import annotations
 
-import html
 import json
-import math
 import os
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 from harness.judge import decision, recommendation
 from harness.judge.outcomes import GATES
-from harness.report.format import fmt_num, fmt_threshold, fmt_uplift
+from harness.report.format import fmt_num, fmt_threshold, fmt_uplift, json_plain, md_cell, md_inline
 from harness.report.summary import run_summary
 from harness.store.record import StoredRun
 
@@ -44,7 +41,7 @@ def run_result(stored: StoredRun, *, gpu_hour_price: float | None = None, calls:
     summary = run_summary(stored)
     view, recommended = recommendation.for_run(stored, gpu_hour_price=gpu_hour_price, calls=calls)
     candidate = stored.candidate
-    return _plain({
+    return json_plain({
         "experiment": run.experiment, "run_id": run.run_id, "status": run.status, "spec_file": run.spec_file,
         "started_at": run.started_at, "finished_at": run.finished_at, "error": run.error,
         "task": run.task, "key_metric": run.key_metric,
@@ -79,22 +76,6 @@ def _gate_order(gate) -> int:
     return GATES.index(gate.gate) if gate.gate in GATES else len(GATES)
 
 
-def _plain(value: Any) -> Any:
-    """JSON's values only: datetimes as ISO text, and NaN or infinity (which JSON cannot
-    carry, and which a reader would take for a number) as null."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    return str(value)
-
-
 def write(path: Path | str, found: dict) -> Path:
     """Write results.json whole or not at all (a reader in CI never sees half a file)."""
     path = Path(path)
@@ -120,16 +101,16 @@ def markdown(found: dict) -> str:
              "|---|---|" + "---|" * len(gates) + "---|"]
     for r in runs:
         by_gate = {g["gate"]: g for g in r["gates"]}
-        cells = [_outcome_cell(by_gate.get(g)) for g in gates]
-        lines.append(f"| {_cell(r['experiment'])} | **{_cell(r['verdict']['verdict'])}** | " + " | ".join(cells)
-                     + f" | {_cell(_rule_text(r))} |")
+        cells = [_outcomemd_cell(by_gate.get(g)) for g in gates]
+        lines.append(f"| {md_cell(r['experiment'])} | **{md_cell(r['verdict']['verdict'])}** | " + " | ".join(cells)
+                     + f" | {md_cell(_rule_text(r))} |")
     for r in runs:
-        lines += ["", f"<details><summary>{_inline(r['experiment'])}: {_inline(r['verdict']['reason'])}</summary>", ""]
+        lines += ["", f"<details><summary>{md_inline(r['experiment'])}: {md_inline(r['verdict']['reason'])}</summary>", ""]
         lines += [f"- **{g['gate']}** {g['outcome']}" + (" (allowed by the spec)" if g["allowed"] else "")
-                  + f": {_inline(g['message'])}" for g in r["gates"]]
+                  + f": {md_inline(g['message'])}" for g in r["gates"]]
         if r["recommendation"]:
-            lines.append(f"- recommendation: **{_inline(r['recommendation']['action'])}**")
-            lines += [f"  - {_inline(reason)}" for reason in r["recommendation"]["reasons"]]
+            lines.append(f"- recommendation: **{md_inline(r['recommendation']['action'])}**")
+            lines += [f"  - {md_inline(reason)}" for reason in r["recommendation"]["reasons"]]
         lines += ["", f"run `{r['run_id']}`, model `{r['model']['name']}`"
                   + (f", commit `{r['provenance']['git_commit'][:12]}`" if r["provenance"].get("git_commit") else ""),
                   "", "</details>"]
@@ -148,17 +129,7 @@ def _rule_text(r: dict) -> str:
             f"{fmt_threshold(rule['threshold'], relative)}")
 
 
-def _outcome_cell(gate: dict | None) -> str:
+def _outcomemd_cell(gate: dict | None) -> str:
     if gate is None:
         return "-"
     return gate["outcome"] + (" (allowed)" if gate["allowed"] else "")
-
-
-def _cell(text: Any) -> str:
-    """Text safe inside a table cell: no pipe ends the cell, no newline ends the row."""
-    return _inline(text).replace("|", "\\|")
-
-
-def _inline(text: Any) -> str:
-    """One line, with <, > and & escaped: a message is text, never markup."""
-    return html.escape(" ".join(str(text).split()), quote=False)
