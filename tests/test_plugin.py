@@ -1,5 +1,6 @@
 """The pytest plugin, driven through pytester on the tiny model: collection, verdicts, errors."""
 import json
+from pathlib import Path
 
 import pytest
 
@@ -172,6 +173,35 @@ def test_verdict_is_in_user_properties(project):
     pytester.runpytest("-k", "data_quality", "--junitxml=j.xml")
     junit = (pytester.path / "j.xml").read_text()
     assert "harness_verdict" in junit and json.dumps("data_quality")[1:-1] in junit
+
+
+def test_a_store_moved_to_another_folder_rejudges_with_no_training_and_no_scoring(project, tmp_path):
+    """Train on one machine, gate on another: the project and its .harness/ (store and adapters)
+    moved to a new folder rerun with nothing trained or scored again, and judge the same. The
+    .harness/ is moved, not copied, so nothing can still be read from where it was."""
+    import shutil
+    import subprocess
+    import sys
+
+    pytester = project()
+    pytester.runpytest("-p", "no:cacheprovider", "--harness-no-report")
+    moved = tmp_path / "ci-machine" / "repo"
+    shutil.copytree(pytester.path, moved, ignore=shutil.ignore_patterns(".harness"))
+    shutil.move(str(pytester.path / ".harness"), moved / ".harness")
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("PYTEST_")}
+    done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--harness-no-report"],
+                          cwd=moved, env={**env, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600)
+    out = done.stdout + done.stderr
+    assert "candidate adapter reused from the cache" in out and "step 24/24" not in out, out[-3000:]
+    for what in ("zero_shot test: 16 of 16", "candidate test: 16 of 16", "forgetting probe, candidate: 250 of 250"):
+        assert f"{what} outputs from the cache" in out, out[-3000:]
+    store = Store(moved / ".harness" / "harness.duckdb")
+    first, second = store.stored_runs("toy")
+    assert {g.gate: g.outcome for g in first.gates} == {g.gate: g.outcome for g in second.gates}
+    adapter = Path(second.candidate.adapter_path)
+    assert adapter.is_relative_to(moved / ".harness") and (adapter / "adapter_config.json").is_file()
+    stored = store.query("SELECT adapter_path FROM adapter_cache")[0]["adapter_path"]
+    assert not Path(stored).is_absolute()  # written relative to the store's folder
 
 
 def test_an_unchanged_rerun_recomputes_nothing_and_a_new_threshold_rejudges(project):

@@ -310,7 +310,7 @@ class Store:
         with self.connect() as con:
             con.execute("BEGIN TRANSACTION")
             try:
-                for table, rows in (("checks", record.checks), ("approaches", record.approaches),
+                for table, rows in (("checks", record.checks), ("approaches", self._portable_rows(record.approaches)),
                                     ("metrics", record.metrics), ("predictions", record.predictions),
                                     ("curves", record.curves), ("gates", record.gates)):
                     self._insert(con, table, run_id, rows)
@@ -343,6 +343,26 @@ class Store:
             except Exception:
                 con.execute("ROLLBACK")
                 raise
+
+    # --- paths that travel with the store --------------------------------------------------
+    # Adapters are trained beside the store (.harness/). Their paths are written relative to the
+    # store's folder, so that .harness/ copied to another machine or folder (train on a GPU,
+    # gate in CI) still finds them; an absolute path written by an older harness stays as it is.
+
+    def _portable(self, path: str | None) -> str | None:
+        if not path or self._memory:
+            return path
+        folder, where = Path(self.path).resolve().parent, Path(path).resolve()
+        return where.relative_to(folder).as_posix() if where.is_relative_to(folder) else str(path)
+
+    def _located(self, path: str | None) -> str | None:
+        if not path or self._memory or Path(path).is_absolute():
+            return path
+        return str(Path(self.path).resolve().parent / path)
+
+    def _portable_rows(self, rows: list[dict]) -> list[dict]:
+        return [{**r, "adapter_path": self._portable(r.get("adapter_path"))} if r.get("adapter_path") else r
+                for r in rows]
 
     @staticmethod
     def _insert(con, table: str, run_id: str, rows: list[dict]) -> None:
@@ -403,6 +423,7 @@ class Store:
             return None
         row = rows[0]
         row["result"] = json.loads(row["result"]) if row["result"] else {}
+        row["adapter_path"] = self._located(row["adapter_path"])
         return row
 
     def cache_adapter(self, key: str, adapter_path: str, adapter_sha256: str, result: dict) -> None:
@@ -410,7 +431,7 @@ class Store:
             con.execute("INSERT INTO adapter_cache VALUES (?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET "
                         "adapter_path = excluded.adapter_path, adapter_sha256 = excluded.adapter_sha256, "
                         "result = excluded.result, created_at = excluded.created_at",
-                        [key, adapter_path, adapter_sha256, _json(result), _now()])
+                        [key, self._portable(adapter_path), adapter_sha256, _json(result), _now()])
 
     # --- sweeps ---------------------------------------------------------------------------
 
@@ -418,6 +439,7 @@ class Store:
         """Insert or update finished sweep trials by (study, number): each is stored exactly once."""
         if not rows:
             return
+        rows = self._portable_rows(rows)
         updates = ", ".join(f"{c} = excluded.{c}" for c in _TRIAL_COLUMNS[3:])
         sql = (f"INSERT INTO sweep_trials ({', '.join(_TRIAL_COLUMNS)}) VALUES "
                f"({', '.join('?' for _ in _TRIAL_COLUMNS)}) ON CONFLICT DO UPDATE SET {updates}")
@@ -443,6 +465,7 @@ class Store:
             for key in _TRIAL_JSON:
                 decoded = json.loads(row[key]) if isinstance(row.get(key), str) else None
                 row[key] = decoded if decoded is not None else ([] if key == "curves" else {})
+            row["adapter_path"] = self._located(row.get("adapter_path"))
         return [Trial.from_row(r) for r in rows]
 
     # --- reading -------------------------------------------------------------------------
@@ -483,7 +506,8 @@ class Store:
             for m in metrics:
                 table.setdefault(m["approach"], {}).setdefault(m["split"], {})[m["metric"]] = m["value"]
             out.append(StoredRun(run=Run.from_row(row), metrics=table, gates=[GateResult.from_row(g) for g in gates],
-                                 approaches=[ApproachRecord.from_row(a) for a in approaches]))
+                                 approaches=[ApproachRecord.from_row({**a, "adapter_path": self._located(
+                                     a.get("adapter_path"))}) for a in approaches]))
         return out
 
     def stored_run(self, run_id: str) -> StoredRun | None:
