@@ -45,7 +45,8 @@ def _estimate(args) -> int:
     methods = list(estimate.METHODS) if args.method == "all" else [args.method]
     text, fits = estimate.command(args.model, methods, batch_size=args.batch_size, seq_len=args.seq_len, r=args.r,
                                   optimizer=args.optimizer, compute_dtype=args.dtype,
-                                  gradient_checkpointing=args.gradient_checkpointing, device=args.device)
+                                  gradient_checkpointing=args.gradient_checkpointing, device=args.device,
+                                  as_json=args.json)
     print(text)
     return 0 if fits else 1
 
@@ -105,6 +106,13 @@ def _trials(args) -> int:
 
     store = _open(args.store)
     trials = store.trials(experiment=args.experiment)
+    if args.json:
+        from dataclasses import asdict
+
+        from harness.report.format import json_plain
+
+        print(json.dumps([json_plain(asdict(t)) for t in trials], indent=2, allow_nan=False))
+        return 0
     if not trials:
         print("no sweep trials recorded" + (f" for {args.experiment!r}" if args.experiment else ""))
         return 0
@@ -120,10 +128,18 @@ def _trials(args) -> int:
 def _runs(args) -> int:
     store = _open(args.store)
     runs = store.stored_runs(args.experiment)
+    from harness.judge import decision
+
+    if args.json:
+        print(json.dumps([{"run_id": s.run.run_id, "experiment": s.run.experiment, "status": s.run.status,
+                           "started_at": s.run.started_at.isoformat(), "error": s.run.error,
+                           "commit": s.run.provenance.get("git_commit"),
+                           "verdict": decision.decide(s.gates, status=s.run.status).verdict,
+                           "gates": {g.gate: g.outcome for g in s.gates}} for s in runs], indent=2))
+        return 0
     if not runs:
         print("no runs recorded" + (f" for {args.experiment!r}" if args.experiment else ""))
         return 0
-    from harness.judge import decision
 
     for stored in runs:
         run, gates = stored.run, stored.gates
@@ -205,11 +221,19 @@ def _data_check(args) -> int:
     checks += stage.leakage
     held_out = stage.splits.val + stage.splits.test if stage.splits is not None else []
     refusal = stage.refusal if stage.unseen_labels else None  # a split that failed is told in _split_how
-    _print_report(args, dataset, stage.kind, checks, files, _split_how(args, stage), held_out, refusal,
-                  time.perf_counter() - started)
+    if args.json:
+        print(json.dumps({"file": dataset.path, "format": dataset.format, "samples": len(dataset.samples),
+                          "task": stage.kind, "sha256": dataset.sha256, "leakage": _split_how(args, stage),
+                          "refusal": refusal, "passed": not refusal and not any(c.level == "error" for c in checks),
+                          "checks": [{"name": c.name, "level": c.level, "message": c.message, "lines": c.lines,
+                                      "file": files.get(id(c), dataset.path), "examples": c.examples,
+                                      "seconds": c.seconds} for c in checks]}, indent=2))
+    else:
+        _print_report(args, dataset, stage.kind, checks, files, _split_how(args, stage), held_out, refusal,
+                      time.perf_counter() - started)
     if args.redact:
         count = data.redact_file(args.file, args.redact)
-        print(f"\nwrote {args.redact}: {count:,} value(s) redacted")
+        print(f"\nwrote {args.redact}: {count:,} value(s) redacted", file=sys.stderr if args.json else sys.stdout)
     return 1 if refusal or any(c.level == "error" for c in checks) else 0
 
 
@@ -337,6 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     runs = sub.add_parser("runs", help="list recorded runs and their verdicts")
     runs.add_argument("experiment", nargs="?", help="only this experiment")
     runs.add_argument("--store", default=DEFAULT_PATH, help=f"DuckDB store (default {DEFAULT_PATH})")
+    runs.add_argument("--json", action="store_true", help="as JSON")
     runs.set_defaults(func=_runs)
     summary = sub.add_parser("summary", help="each experiment's latest run (or one run) as markdown for a CI job "
                              "summary or a pull-request comment, or as results.json")
@@ -378,6 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--show", type=int, default=5, help="lines shown per failing check (default 5)")
     check.add_argument("--max-rows", type=int, help="read only the first N samples")
     check.add_argument("--redact", metavar="OUT", help="also write a copy of FILE with personal data redacted")
+    check.add_argument("--json", action="store_true", help="the checks as JSON (exit status as without it)")
     check.set_defaults(func=_data_check)
     est = sub.add_parser("estimate", help="memory to fine-tune a model, by component, checked against this "
                          "machine; exit 1 when an estimate does not fit")
@@ -395,6 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "fp32 on CPU, as the harness trains)")
     est.add_argument("--gradient-checkpointing", action="store_true", help="keep only each layer's input")
     est.add_argument("--device", help="check against cuda, cuda:N or cpu (default cuda when present)")
+    est.add_argument("--json", action="store_true", help="as JSON: bytes by component and the fit of each estimate")
     est.set_defaults(func=_estimate)
     exp = sub.add_parser("export", help="merge the gated winner's adapter into its base model and save it")
     exp.add_argument("experiment", help="experiment name; its latest complete run with a candidate is exported")
@@ -424,6 +451,7 @@ def _add_sweep_commands(sub) -> None:
     trials = sub.add_parser("trials", help="list sweep trials with their parameters, state, val metric and cost")
     trials.add_argument("experiment", nargs="?", help="only this experiment")
     trials.add_argument("--store", default=DEFAULT_PATH, help=f"DuckDB store (default {DEFAULT_PATH})")
+    trials.add_argument("--json", action="store_true", help="as JSON")
     trials.set_defaults(func=_trials)
 
 

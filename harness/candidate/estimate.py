@@ -207,6 +207,15 @@ class Estimate:
         return f"{method} of {self.model} (batch {self.batch_size} x {self.seq_len} tokens)"
 
 
+def _as_json(estimates: list[Estimate], device: str, free: float | None, problems: list, not_checked: str | None) -> str:
+    import json
+    from dataclasses import asdict
+
+    return json.dumps({"device": device, "free_bytes": free, "fit_not_checked": not_checked, "estimates": [
+        {**asdict(e), "total_bytes": e.total, "fits": None if free is None else problem is None, "problem": problem}
+        for e, problem in zip(estimates, problems)]}, indent=2)
+
+
 def estimate(config_or_shape: str | Shape | dict, method: str = "qlora", batch_size: int = 8, seq_len: int = 512, *,
              r: int = 16, target_modules: str | tuple[str, ...] | list[str] = "all-linear",
              optimizer: str = "adamw", compute_dtype: str = "bf16", gradient_checkpointing: bool = False,
@@ -416,8 +425,10 @@ def format_table(estimates: list[Estimate]) -> str:
 
 def command(models: list[str], methods: list[str], *, batch_size: int = 8, seq_len: int = 512, r: int = 16,
             target_modules="all-linear", optimizer: str = "adamw", compute_dtype: str | None = None,
-            gradient_checkpointing: bool = False, device: str | None = None) -> tuple[str, bool]:
-    """What `harness estimate` prints: the table, then whether each estimate fits `device`.
+            gradient_checkpointing: bool = False, device: str | None = None,
+            as_json: bool = False) -> tuple[str, bool]:
+    """What `harness estimate` prints: the table, then whether each estimate fits `device`
+    (as_json: the same as one JSON object, bytes by component and the fit of each).
 
     models: names as `shape_of` takes them; "all" (or nothing) means the 1B/7B/13B/70B classes.
     device: "cuda", "cuda:N" or "cpu"; None picks CUDA when present. compute_dtype None: bf16
@@ -438,12 +449,17 @@ def command(models: list[str], methods: list[str], *, batch_size: int = 8, seq_l
         free = available_memory(device)
     except HarnessError as e:
         lines.append(f"fit not checked: {e}")
+        if as_json:
+            return _as_json(estimates, device, None, [None] * len(estimates), str(e)), True
         return "\n".join(lines), True
-    fits = True
+    fits, problems = True, []
     for e in estimates:
         problem = check_fits(e, free, device)
+        problems.append(problem)
         fits = fits and problem is None
         lines.append(problem or f"{e.describe()}: ~{e.gib():.1f} GiB fits in the {free / GiB:.1f} GiB free on {device}")
+    if as_json:
+        return _as_json(estimates, device, free, problems, None), fits
     lines.append(f"settings: r={r}, target_modules={target_modules}, optimizer={optimizer}, {dtype}, "
                  f"gradient checkpointing {'on' if gradient_checkpointing else 'off'}")
     return "\n".join(lines), fits
