@@ -98,7 +98,8 @@ def test_harness_summary_prints_markdown_or_json_for_stored_runs(store, schema, 
     path = str(store.path)
     assert cli.main(["summary", "--store", path]) == 0
     text = capsys.readouterr().out
-    assert text.count("\n| ") == 1 + 3  # the header and the latest run of each of the three experiments
+    rows = [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| ---")]
+    assert len(rows) == 1 + 3  # the header and the latest run of each of the three experiments
     assert cli.main(["summary", "sarcasm", "--store", path, "--format", "json"]) == 0
     found = json.loads(capsys.readouterr().out)
     _validate(found, schema)
@@ -109,3 +110,26 @@ def test_harness_summary_prints_markdown_or_json_for_stored_runs(store, schema, 
     assert cli.main(["summary", "--run", "nope", "--store", path]) == 2
     err = capsys.readouterr().err
     assert err.startswith("harness: no run 'nope' in ") and err.count("\n") == 1
+
+
+def test_a_failed_run_shows_its_error_recommends_nothing_and_keeps_the_table_whole(store):
+    """A run that ended before its gates (killed, or a data error) has no gate cells to fill: the
+    table keeps one cell per column, and the run says why it failed instead of advising."""
+    failed = [s for s in store.stored_runs("sarcasm") if s.run.status == "failed"]
+    for runs in (failed, failed + store.stored_runs("headlines.v2")):
+        found = results.results(runs)
+        assert found["runs"][0]["recommendation"] is None
+        text = results.markdown(found)
+        tokens = MarkdownIt("commonmark").enable("table").parse(text)
+        columns = sum(1 for t in tokens if t.type == "th_open")
+        widths, cells = [], None
+        for t in tokens:
+            if t.type == "tr_open":
+                cells = 0
+            elif t.type == "td_open":
+                cells += 1
+            elif t.type == "tr_close" and cells:
+                widths.append(cells)
+        assert columns >= 3 and widths == [columns] * len(runs), text
+        failed_block = text.split("<details>")[1]
+        assert "- error: DataError: sarcasm: data file" in failed_block and "recommendation" not in failed_block

@@ -66,8 +66,9 @@ def run_result(stored: StoredRun, *, gpu_hour_price: float | None = None, calls:
                         "latency_p50_ms": a.latency_p50_ms, "latency_p95_ms": a.latency_p95_ms,
                         "train_seconds": a.train_seconds} for a in stored.approaches],
         "cost": view.to_dict() if view is not None else None,
+        # a run that did not complete recommends nothing: its gates were never judged
         "recommendation": {"action": recommended.action, "verdict": recommended.verdict,
-                           "reasons": list(recommended.reasons)} if recommended else None,
+                           "reasons": list(recommended.reasons)} if recommended and run.status == "complete" else None,
         "provenance": run.provenance,
     })
 
@@ -96,29 +97,35 @@ def markdown(found: dict) -> str:
     head = ("CI passes: every experiment completed and passed its gates" if not failing
             else f"CI fails: {', '.join(failing)}")
     gates = [g for g in GATES if any(x["gate"] == g for r in runs for x in r["gates"])]
-    lines = [f"## harness: {head}", "",
-             "| experiment | verdict | " + " | ".join(gates) + " | candidate vs best baseline |",
-             "|---|---|" + "---|" * len(gates) + "---|"]
+    header = ["experiment", "verdict", *gates, "candidate vs best baseline"]
+    lines = [f"## harness: {head}", "", _row(header), _row(["---"] * len(header))]
     for r in runs:
         by_gate = {g["gate"]: g for g in r["gates"]}
-        cells = [_outcomemd_cell(by_gate.get(g)) for g in gates]
-        lines.append(f"| {md_cell(r['experiment'])} | **{md_cell(r['verdict']['verdict'])}** | " + " | ".join(cells)
-                     + f" | {md_cell(_rule_text(r))} |")
+        lines.append(_row([md_cell(r["experiment"]), f"**{md_cell(r['verdict']['verdict'])}**",
+                           *(_outcome_cell(by_gate.get(g)) for g in gates), md_cell(_rule_text(r))]))
     for r in runs:
         lines += ["", f"<details><summary>{md_inline(r['experiment'])}: {md_inline(r['verdict']['reason'])}</summary>", ""]
         lines += [f"- **{g['gate']}** {g['outcome']}" + (" (allowed by the spec)" if g["allowed"] else "")
                   + f": {md_inline(g['message'])}" for g in r["gates"]]
+        if r["error"]:
+            lines.append(f"- error: {md_inline(r['error'])}")
         if r["recommendation"]:
             lines.append(f"- recommendation: **{md_inline(r['recommendation']['action'])}**")
             lines += [f"  - {md_inline(reason)}" for reason in r["recommendation"]["reasons"]]
-        lines += ["", f"run `{r['run_id']}`, model `{r['model']['name']}`"
+        lines += ["", f"run `{r['run_id']}`, model `{r['model']['name'] or '-'}`"
                   + (f", commit `{r['provenance']['git_commit'][:12]}`" if r["provenance"].get("git_commit") else ""),
                   "", "</details>"]
     return "\n".join(lines) + "\n"
 
 
+def _row(cells: list[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
 def _rule_text(r: dict) -> str:
     rule = r["rule"]
+    if r["status"] != "complete":
+        return "-"
     if rule["candidate_score"] is None or rule["baseline_score"] is None:
         return "no candidate" if not rule["candidate"] else "-"
     relative = rule["relative"]
@@ -129,7 +136,7 @@ def _rule_text(r: dict) -> str:
             f"{fmt_threshold(rule['threshold'], relative)}")
 
 
-def _outcomemd_cell(gate: dict | None) -> str:
+def _outcome_cell(gate: dict | None) -> str:
     if gate is None:
         return "-"
     return gate["outcome"] + (" (allowed)" if gate["allowed"] else "")
