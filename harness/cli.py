@@ -158,8 +158,7 @@ def _summary(args) -> int:
         if not runs:
             raise HarnessError(f"no run {args.run!r} in {args.store}; `harness runs` lists them")
     else:
-        names = [args.experiment] if args.experiment else list(dict.fromkeys(r.experiment for r in store.runs()))
-        runs = [found[-1] for name in names if (found := store.stored_runs(name))]
+        runs = results.latest_runs(store, [args.experiment] if args.experiment else None)
         if args.experiment and not runs:
             raise HarnessError(f"no runs of {args.experiment!r} in {args.store}; `harness runs` lists them")
     found = results.results(runs, gpu_hour_price=args.gpu_hour_price, calls=args.calls)
@@ -170,7 +169,7 @@ def _summary(args) -> int:
 
 
 def _compare(args) -> int:
-    from harness.report import compare
+    from harness.report import compare, results
 
     store = _open(args.store)
     names = [args.experiment] if args.experiment else None
@@ -179,8 +178,13 @@ def _compare(args) -> int:
     found = []
     for name in names:
         base = compare.resolve(store, name, args.base, root=args.root)
-        head = (compare.resolve(store, name, args.head, root=args.root) if args.head
-                else (store.stored_runs(name) or [None])[-1])
+        if args.head:
+            head = compare.resolve(store, name, args.head, root=args.root)
+        else:
+            latest = results.latest_runs(store, [name])
+            if not latest:
+                raise HarnessError(f"no runs of {name!r} in {args.store}; `harness runs` lists them")
+            head = latest[0]
         if base.run.experiment != head.run.experiment:
             raise HarnessError(f"{args.base} is a run of {base.run.experiment!r}, {args.head} of "
                                f"{head.run.experiment!r}: compare runs of one experiment")

@@ -438,8 +438,7 @@ def _write_results(terminalreporter, config, state) -> None:
 
     from harness.report import results
 
-    runs = [found[-1] for name in dict.fromkeys(v["experiment"] for v in state.verdicts)
-            if (found := state.store.stored_runs(name))]
+    runs = results.latest_runs(state.store, dict.fromkeys(v["experiment"] for v in state.verdicts))
     if not runs:
         return
     found = results.results(runs, gpu_hour_price=config.getoption("--harness-gpu-hour-price"),

@@ -24,6 +24,14 @@ SCHEMA_VERSION = 1
 SCHEMA_FILE = Path(__file__).with_name("results.schema.json")
 
 
+def latest_runs(store, names=None) -> list[StoredRun]:
+    """Each experiment's latest run, whatever its status: of `names` in that order, else of every
+    experiment in the store. What results.json, `harness summary` and `harness compare` show."""
+    if names is None:
+        names = dict.fromkeys(r.experiment for r in store.runs())
+    return [found[-1] for name in names if (found := store.stored_runs(name))]
+
+
 def results(runs: list[StoredRun], *, gpu_hour_price: float | None = None, calls: int | None = None) -> dict:
     """results.json for these runs: each run's verdict, gates, approaches and provenance, and
     whether CI goes on (every run completed and passed its gates)."""
