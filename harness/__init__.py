@@ -9,3 +9,4 @@ from harness.spec.experiment import Experiment, QLoRA, Sweep
 
 __all__ = ["Experiment", "QLoRA", "Sweep", "baselines"]
 __version__ = "0.1.0"
+DISTRIBUTION = "finetune-harness"  # the name on PyPI (`harness` there is someone else's); the import name is harness

@@ -207,13 +207,22 @@ def _data_check(args) -> int:
         raise HarnessError(f"--show must be at least 1 (got {args.show})")
     if (args.val or args.test) and not args.test:
         raise HarnessError("--val needs --test too: FILE is train, --val and --test are the held-out files")
-    held_out_files = {"val": args.val, "test": args.test} if args.test else {}
+    from harness.data import tables
+
+    if args.redact and (tables.is_table(args.file) or tables.is_split_table(args.file)):
+        raise HarnessError(f"--redact writes a redacted copy of a JSONL, CSV or TSV file; {args.file} is a table "
+                           f"(export it with Dataset.to_json first)")
+    held_in_file = tables.is_split_table(args.file)  # a DatasetDict folder: its splits are train, val, test
+    if held_in_file and args.test:
+        raise HarnessError(f"{args.file} holds its own splits; drop --val and --test")
+    split_files = bool(args.test) or held_in_file
+    held_out_files = {"val": args.val, "test": args.test} if split_files else {}
     source = {"train": args.file, **{k: v for k, v in held_out_files.items() if v}} if args.test else args.file
     stage = data.prepare(source, split=_spec_default("split"), seed=args.seed, kind=args.task, allowed_labels=labels,
                          max_rows=args.max_rows, columns=columns, near_threshold=args.near_threshold)
-    dataset = stage.datasets["train" if args.test else "data"]
+    dataset = stage.datasets["train" if split_files else "data"]
     quality = stage.quality
-    if args.test:  # an experiment checks the quality of a single file only; the command checks FILE too
+    if split_files:  # an experiment checks the quality of a single file only; the command checks FILE too
         quality = data.quality_checks(dataset, stage.kind, labels=labels, near_threshold=args.near_threshold)
     checks = [data.Check("parse", "info", f"{len(dataset.samples):,} samples read ({dataset.format})",
                          seconds=dataset.seconds)] + dataset.checks + quality
@@ -243,7 +252,7 @@ def _data_check(args) -> int:
 
 def _split_how(args, stage) -> str:
     """Which splits the leakage checks compared, or why there were none."""
-    if args.test:
+    if "train" in stage.datasets:
         return "train = FILE, " + ", ".join(f"{k} = {stage.datasets[k].path}" for k in ("val", "test")
                                             if k in stage.datasets)
     if stage.splits is not None:
@@ -281,6 +290,9 @@ def _print_report(args, dataset, kind: str, checks: list, files: dict, leakage_h
 
     @cache
     def raw(path: str) -> list[str]:
+        """The file's lines, for rows that did not load; a table's rows have no raw text to show."""
+        if dataset.unit != "line" or not Path(path).is_file():
+            return []
         return Path(path).read_bytes().decode("utf-8", errors="replace").split("\n")
 
     by_line = {s.line: s.input_text for s in dataset.samples}
@@ -318,7 +330,7 @@ def _print_report(args, dataset, kind: str, checks: list, files: dict, leakage_h
         where = f" in {files[id(c)]}" if id(c) in files else ""
         print(f"\n{c.name} ({c.level}): {len(c.lines):,} row(s){where}, {len(shown)} shown")
         note_width = max(len(n) for _, n in shown)
-        print(f"  {'line':>6}  {'what':<{note_width}}  text")
+        print(f"  {dataset.unit:>6}  {'what':<{note_width}}  text")
         for line, note in shown:
             print(f"  {line:>6}  {note:<{note_width}}  {text(c, line)}")
             if c.name in ("near_duplicates", "label_conflicts", "near_leakage") and line in c.twins:
@@ -326,7 +338,7 @@ def _print_report(args, dataset, kind: str, checks: list, files: dict, leakage_h
                 print(f"  {twin:>6}  {'(its twin)':<{note_width}}  {text(c, twin, twin=True)}")
         if len(c.lines) > len(shown):
             more = ", ".join(map(str, c.lines[:20])) + (", …" if len(c.lines) > 20 else "")
-            print(f"  all lines: {more}")
+            print(f"  all {dataset.unit}s: {more}")
     verdict = "FAIL: an error-level check failed" if errors else \
         "FAIL: an experiment would stop on its labels" if refusal else "PASS: no error-level check failed"
     print(f"\n{verdict} ({len(errors)} error(s), {len(warnings)} warning(s)); {seconds:.1f}s in all")
@@ -392,7 +404,8 @@ def build_parser() -> argparse.ArgumentParser:
     data_sub = data.add_subparsers(dest="data_command", metavar="check", required=True)
     check = data_sub.add_parser("check", help="check a data file: format, schema, duplicates, leakage, labels, "
                                 "size, PII (see docs/data-checks.md); exit 1 when an error-level check fails")
-    check.add_argument("file", help="a .jsonl, .csv or .tsv file (the train file when --test is given)")
+    check.add_argument("file", help="a .jsonl, .csv, .tsv or .parquet file, or a folder written by save_to_disk "
+                       "(the train file when --test is given; a DatasetDict folder's splits are checked as splits)")
     check.add_argument("--task", choices=DATASET_KINDS, help="task type, for the size guide and label checks "
                        "(default: inferred from the answers)")
     check.add_argument("--columns", help="column mapping for rows in no chat format, e.g. "

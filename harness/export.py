@@ -412,10 +412,12 @@ def _merge_check_and_save(stored: StoredRun, candidate: ApproachRecord, resolved
 def _versions() -> dict[str, str]:
     import importlib.metadata as md
 
+    from harness import DISTRIBUTION
+
     versions = {}
     for lib in ("harness", "torch", "transformers", "peft"):
         try:
-            versions[lib] = md.version(lib)
+            versions[lib] = md.version(DISTRIBUTION if lib == "harness" else lib)
         except md.PackageNotFoundError:
             pass
     return versions

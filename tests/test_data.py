@@ -123,7 +123,7 @@ def test_shipped_sarcasm_slice_loads_clean():
 
 
 def test_a_directory_or_unreadable_file_is_one_line(tmp_path):
-    with pytest.raises(DataError, match=r"^data file .* is not a file; point to a .jsonl, .csv or .tsv file$"):
+    with pytest.raises(DataError, match=r"^data file .* is not a file; point to a .jsonl, .csv, .tsv or .parquet file, or a folder written by Dataset.save_to_disk$"):
         data.load(tmp_path)
     locked = _write(tmp_path / "locked.jsonl", [{"text": "a", "label": "0"}])
     locked.chmod(0)

@@ -22,11 +22,11 @@ experiment = Experiment(name="outside", data="data/d.jsonl", model={model!r}, me
 
 
 def test_the_wheel_declares_the_pytest_plugin(tmp_path):
-    """What `pip install harness` gets: a pytest11 entry point named after the module (so a
+    """What `pip install finetune-harness` gets: a pytest11 entry point named after the module (so a
     conftest.py that also lists "harness.plugin" finds it loaded) and the Framework classifier."""
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
                     "-w", str(tmp_path), str(REPO)], check=True, capture_output=True, cwd=tmp_path)
-    (wheel,) = tmp_path.glob("harness-*.whl")
+    (wheel,) = tmp_path.glob("finetune_harness-*.whl")  # the distribution's name, not PyPI's other `harness`
     with zipfile.ZipFile(wheel) as z:
         info = next(n for n in z.namelist() if n.endswith(".dist-info/entry_points.txt"))
         meta = z.read(info.replace("entry_points.txt", "METADATA")).decode()
@@ -34,6 +34,8 @@ def test_the_wheel_declares_the_pytest_plugin(tmp_path):
     assert "[pytest11]\nharness.plugin = harness.plugin" in entry_points
     assert "harness = harness.cli:main" in entry_points
     assert "Classifier: Framework :: Pytest" in meta
+    assert "\nName: finetune-harness\n" in meta
+    assert {n.split("/")[0] for n in z.namelist() if not n.startswith("finetune_harness-")} == {"harness"}
 
 
 def test_a_directory_outside_the_repository_needs_only_experiments_and_baselines(heavy_modules, tmp_path,

@@ -143,6 +143,16 @@ def test_pruning_stops_a_trailing_trial_early(tmp_path, tiny_model_dir):
     for t in pruned:  # a pruned adapter is never used: not kept on disk
         assert not list(tmp_path.glob(f"sweeps/*/trial-{t.number}"))
     assert list(tmp_path.glob("sweeps/*/trial-0/adapter/*.safetensors"))
+    # as Optuna's tools show the study: the objective named, intermediate values the val loss itself
+    import optuna
+
+    from harness.candidate import sweep as sweep_mod
+
+    study = optuna.load_study(study_name=trials[0].study,
+                              storage=sweep_mod.open_storage(str(tmp_path / sweep_mod.JOURNAL_NAME)))
+    assert study.metric_names == ["accuracy"]
+    curve = {c["step"]: c["loss"] for c in trials[0].curves if c["split"] == "val" and c["step"]}
+    assert curve and study.trials[0].intermediate_values == pytest.approx(curve)
 
 
 def test_a_worker_killed_mid_trial_leaves_it_failed_and_the_next_worker_finishes_the_budget(
@@ -203,3 +213,51 @@ def test_a_sweep_needs_a_validation_split(tmp_path, tiny_model_dir):
                                                               "sweep", "regression")}, "split": (36, 0, 12)})
     with pytest.raises(SpecError, match="picks its winner on the validation split"):
         run_sweep(spec, Store(tmp_path / "h.duckdb"), root=tmp_path, log=lambda _: None)
+
+
+# --- the study as Optuna sees it ---------------------------------------------------------------
+
+def _ask_two_workers(sampler_for):
+    """Two workers on one storage, each with its own sampler, start a trial before either ends."""
+    import optuna
+
+    storage = optuna.storages.InMemoryStorage()
+    workers = [optuna.create_study(study_name="s", storage=storage, load_if_exists=True, direction="maximize",
+                                   sampler=sampler_for()) for _ in range(2)]
+    firsts = [w.ask() for w in workers]
+    return [(t.suggest_int("r", 1, 1024), t.suggest_float("learning_rate", 1e-6, 1e-1, log=True)) for t in firsts]
+
+
+def test_two_workers_starting_together_propose_different_first_trials():
+    import optuna
+
+    from harness.candidate import sweep as sweep_mod
+
+    spec = Sweep(r=(1, 1024), learning_rate=(1e-6, 1e-1), trials=12)
+    same_seed = _ask_two_workers(lambda: optuna.samplers.TPESampler(seed=0))
+    assert same_seed[0] == same_seed[1]  # what one seed per worker does: the setup can tell
+    first, second = _ask_two_workers(lambda: sweep_mod._sampler(spec))
+    assert first != second
+    assert _ask_two_workers(lambda: sweep_mod._sampler(spec)) == [first, second]  # and reruns the same way
+
+
+def test_the_pruner_reads_intermediate_values_as_losses_old_negated_ones_too():
+    import optuna
+
+    from harness.candidate import sweep as sweep_mod
+
+    def study_with(finished_losses, sign=1):
+        study = optuna.create_study(direction="maximize",
+                                    pruner=sweep_mod.loss_pruner(optuna.pruners.MedianPruner(n_startup_trials=2)))
+        for loss in finished_losses:
+            trial = study.ask()
+            trial.report(sign * loss, 10)
+            study.tell(trial, 0.5)
+        return study
+
+    for sign in (1, -1):  # -1: trials a journal kept from before, when the loss was reported negated
+        study = study_with([1.0, 1.2, 0.8], sign)
+        worse, better = study.ask(), study.ask()
+        worse.report(2.0, 10)
+        better.report(0.5, 10)
+        assert worse.should_prune() and not better.should_prune()

@@ -48,7 +48,7 @@ def postgres_url():
     initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
     if not initdb or not pg_ctl:
         pytest.skip("PostgreSQL is not installed (.ci/run installs Debian's postgresql package)")
-    pytest.importorskip("psycopg2", reason="install harness[postgres] (psycopg2-binary, sqlalchemy)")
+    pytest.importorskip("psycopg2", reason="install finetune-harness[postgres] (psycopg2-binary, sqlalchemy)")
     if os.geteuid() == 0:
         try:
             import pwd

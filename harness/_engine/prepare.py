@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import data, files, machine, models
+from harness import data, machine, models
 from harness._engine import events as kinds
 from harness._engine.evaluate import Scoring
 from harness._engine.events import Events
@@ -85,10 +85,15 @@ def test_draw(experiment: Experiment, data_sha: str) -> str:
 def _judged_elsewhere(experiment: Experiment, store: Store, root: Path) -> frozenset[str]:
     """For `fresh_test`: the row keys judged on test at looks of other draws (the same draw run
     again keeps out the same rows, so it draws the same fresh split). Empty otherwise."""
-    path = root / experiment.data if isinstance(experiment.data, (str, Path)) else None
-    if not experiment.fresh_test or path is None or not path.is_file():
+    if not experiment.fresh_test:
         return frozenset()
-    return ledger.judged_keys(store, experiment.name, other_than=test_draw(experiment, files.sha256_file(path)))
+    source = data.given_splits(experiment.data, experiment.name, root)
+    if isinstance(source, dict):
+        raise SpecError(f"Experiment {experiment.name!r}: fresh_test draws the test split from one data file, but "
+                        f"{experiment.data} holds splits; give a new test split instead, or a single data file")
+    if isinstance(source, (str, Path)) and not (root / source).exists():
+        return frozenset()  # prepare reports the missing file against the spec
+    return ledger.judged_keys(store, experiment.name, other_than=test_draw(experiment, data.sha256_of(source, root)))
 
 
 def _metrics_for(experiment: Experiment, task: str) -> tuple[metrics.Metric, list[metrics.Metric]]:

@@ -8,7 +8,7 @@ import platform
 import subprocess
 from pathlib import Path
 
-from harness import machine
+from harness import DISTRIBUTION, machine
 from harness._engine.candidate import Candidate
 from harness._engine.evaluate import Approach, Contender
 from harness._engine.gating import Regression
@@ -32,7 +32,7 @@ def provenance(root: Path, experiment: Experiment) -> dict:
     versions = {}
     for lib in LIBRARIES:
         try:
-            versions[lib] = importlib.metadata.version(lib)
+            versions[lib] = importlib.metadata.version(DISTRIBUTION if lib == "harness" else lib)
         except importlib.metadata.PackageNotFoundError:
             pass
     import torch

@@ -1,9 +1,17 @@
 """Hyperparameter sweeps: an Optuna study over the candidate's QLoRA settings.
 
 The harness drives the study itself (trl's SFTTrainer takes no `model_init`, so
-`Trainer.hyperparameter_search` cannot vary the LoRA rank): a seeded TPE sampler proposes
-settings, the pipeline trains and scores each on the validation split, and a pruner fed
-the validation loss at every evaluation stops trials that trail.
+`Trainer.hyperparameter_search` cannot vary the LoRA rank): a TPE sampler proposes settings,
+the pipeline trains and scores each on the validation split, and a pruner fed the validation
+loss at every evaluation stops trials that trail. Through Optuna's public API only, so that
+optuna-dashboard and any Optuna tool read the study as their users expect (docs/sweeps.md):
+
+  - the objective is named after the key metric (`set_metric_names`), maximized;
+  - intermediate values are the validation loss itself, lower is better (the pruner is shown
+    the study as a minimization: `LossPruner`);
+  - each trial's TPE is seeded from the sweep's seed and the trial's number, with
+    `constant_liar`: workers that start together get different trials (one seed per process
+    would have them propose the same ones), and one worker reruns the same sequence.
 
 Storage is Optuna's, so studies resume and several workers can share one:
   - by default a journal file next to the DuckDB store (safe for several processes on one
@@ -20,6 +28,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
@@ -93,7 +102,7 @@ def _open_rdb(url: str, attempts: int = 5):
                                                   grace_period=GRACE_SECONDS, engine_kwargs={"pool_pre_ping": True})
         except ImportError as e:
             raise SpecError(f"sweep storage {redacted(url)} needs a database driver: {e}; "
-                            f"install harness[postgres]") from e
+                            f"install finetune-harness[postgres]") from e
         except Exception as e:
             if attempt == attempts - 1:
                 raise SpecError(f"sweep storage {redacted(url)} cannot be opened: "
@@ -122,13 +131,112 @@ def _pruner(sweep: Sweep):
     return sweep.pruner
 
 
-def load_study(name: str, storage, sweep: Sweep):
+def trial_seed(seed: int, number: int) -> int:
+    """The seed of trial `number`'s sampler: distinct per trial, the same on every rerun."""
+    return int.from_bytes(hashlib.sha256(f"{seed}:{number}".encode()).digest()[:4], "big")
+
+
+def _sampler(sweep: Sweep):
     import optuna
 
-    # TPE starts from random proposals; Optuna's default of 10 would leave a small budget all random.
-    sampler = optuna.samplers.TPESampler(seed=sweep.seed, n_startup_trials=max(2, min(10, sweep.trials // 2)))
-    return optuna.create_study(study_name=name, storage=storage, direction="maximize", load_if_exists=True,
-                               sampler=sampler, pruner=_pruner(sweep))
+    class PerTrialTPE(optuna.samplers.BaseSampler):
+        """TPE, seeded afresh for each trial by `trial_seed`, with the constant liar (a running
+        trial counts as a poor one, so parallel workers spread out instead of piling onto the
+        same region). Everything else is TPE's own."""
+
+        def __init__(self):
+            self._tpe = self._seeded(sweep.seed)
+
+        @staticmethod
+        def _seeded(seed: int):
+            # TPE starts from random proposals; Optuna's default of 10 would leave a small budget all random.
+            return optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(2, min(10, sweep.trials // 2)),
+                                              constant_liar=True)
+
+        def before_trial(self, study, trial):
+            self._tpe = self._seeded(trial_seed(sweep.seed, trial.number))
+            self._tpe.before_trial(study, trial)
+
+        def infer_relative_search_space(self, study, trial):
+            return self._tpe.infer_relative_search_space(study, trial)
+
+        def sample_relative(self, study, trial, search_space):
+            return self._tpe.sample_relative(study, trial, search_space)
+
+        def sample_independent(self, study, trial, param_name, param_distribution):
+            return self._tpe.sample_independent(study, trial, param_name, param_distribution)
+
+        def after_trial(self, study, trial, state, values):
+            self._tpe.after_trial(study, trial, state, values)
+
+        def reseed_rng(self):
+            self._tpe.reseed_rng()
+
+    return PerTrialTPE()
+
+
+def load_study(name: str, storage, sweep: Sweep, metric: str | None = None):
+    import warnings
+
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # constant_liar, set_metric_names
+        study = optuna.create_study(study_name=name, storage=storage, direction="maximize", load_if_exists=True,
+                                    sampler=_sampler(sweep), pruner=loss_pruner(_pruner(sweep)))
+        if metric and study.metric_names != [metric]:
+            study.set_metric_names([metric])
+    return study
+
+
+@lru_cache(maxsize=1)
+def _loss_pruner_class():
+    import copy
+
+    import optuna
+    from optuna.study import StudyDirection
+
+    class LossView:
+        """The study as a pruner should see it: its intermediate values are validation losses,
+        which fall as a trial improves, so the direction is "minimize" (the objective, the key
+        metric, is maximized). Trials written before intermediate values were the loss itself
+        hold it negated; a loss is never negative, so those are read back as losses."""
+
+        direction = StudyDirection.MINIMIZE
+        directions = [StudyDirection.MINIMIZE]
+
+        def __init__(self, study):
+            self._study = study
+
+        def __getattr__(self, name):
+            return getattr(self._study, name)
+
+        def get_trials(self, deepcopy: bool = True, states=None):
+            return [_as_loss(t) for t in self._study.get_trials(deepcopy=deepcopy, states=states)]
+
+    def _as_loss(trial):
+        if not any(v < 0 for v in trial.intermediate_values.values()):
+            return trial
+        trial = copy.copy(trial)
+        trial.intermediate_values = {step: -v for step, v in trial.intermediate_values.items()}
+        return trial
+
+    class LossPruner(optuna.pruners.BasePruner):
+        """Any Optuna pruner, judging the validation losses as losses (see `LossView`)."""
+
+        def __init__(self, inner):
+            self.inner = inner
+
+        def prune(self, study, trial) -> bool:
+            return self.inner.prune(LossView(study), _as_loss(trial))
+
+    return LossPruner
+
+
+def loss_pruner(inner):
+    """`inner` (any Optuna pruner) as a `LossPruner`; the class is built on first use, so that
+    importing this module needs no optuna."""
+    return _loss_pruner_class()(inner)
 
 
 def fail_dead_trials(study) -> list[int]:
@@ -142,13 +250,16 @@ def fail_dead_trials(study) -> list[int]:
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         owner = trial.user_attrs.get("worker", "")
         if workers.died(owner):
-            try:
-                study._storage.set_trial_user_attr(trial._trial_id, "error", f"worker {owner} died mid-trial")
-                study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+            # a study attribute, since a finished trial's own attributes are closed to others
+            study.set_user_attr(_error_key(trial.number), f"worker {owner} died mid-trial")
+            done = study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
+            if done.state == TrialState.FAIL:  # else another worker got there first, and it is failed either way
                 failed.append(trial.number)
-            except Exception:  # another worker got there first: it is failed either way
-                pass
     return failed
+
+
+def _error_key(number: int) -> str:
+    return f"trial {number} error"
 
 
 def _count(study, *states: str) -> int:
@@ -158,9 +269,8 @@ def _count(study, *states: str) -> int:
 
 
 def pruning_callback(trial, log: Callable[[str], None], name: str):
-    """A TrainerCallback that reports each validation loss to the trial and stops training
-    when the pruner says so. Reported negated: the study maximizes the key metric, and
-    Optuna's pruners compare intermediate values in the study's direction."""
+    """A TrainerCallback that reports each validation loss to the trial (as it is: the study's
+    pruner, a `LossPruner`, reads it as a loss) and stops training when the pruner says so."""
     from transformers import TrainerCallback
 
     class Pruning(TrainerCallback):
@@ -169,7 +279,7 @@ def pruning_callback(trial, log: Callable[[str], None], name: str):
         def on_evaluate(self, args, state, control, metrics=None, **kwargs):
             if not metrics or "eval_loss" not in metrics or state.global_step == 0:
                 return  # step 0 is the same base model for every trial: nothing to compare
-            trial.report(-metrics["eval_loss"], state.global_step)
+            trial.report(metrics["eval_loss"], state.global_step)
             if trial.should_prune():
                 self.pruned_at = state.global_step
                 control.should_training_stop = True
@@ -179,7 +289,7 @@ def pruning_callback(trial, log: Callable[[str], None], name: str):
     return Pruning()
 
 
-def _trial_row(study_name_: str, experiment: str, key_metric: str, trial) -> dict:
+def _trial_row(study_name_: str, experiment: str, key_metric: str, trial, study_attrs: dict) -> dict:
     attrs = trial.user_attrs
     return {"study": study_name_, "experiment": experiment, "number": trial.number, "state": trial.state.name,
             "params": attrs.get("params", trial.params), "key_metric": key_metric,
@@ -188,7 +298,7 @@ def _trial_row(study_name_: str, experiment: str, key_metric: str, trial) -> dic
             "adapter_path": attrs.get("adapter_path"), "adapter_sha256": attrs.get("adapter_sha256"),
             "seconds": attrs.get("seconds"), "worker": attrs.get("worker"),
             "started_at": _utc(trial.datetime_start), "finished_at": _utc(trial.datetime_complete),
-            "error": attrs.get("error")}
+            "error": attrs.get("error") or study_attrs.get(_error_key(trial.number))}
 
 
 def _utc(when: datetime | None) -> datetime | None:
@@ -200,7 +310,8 @@ def _utc(when: datetime | None) -> datetime | None:
 
 def mirror(store, study, experiment: str, key_metric: str) -> int:
     """Upsert every finished trial of the study into the DuckDB store; returns how many."""
-    rows = [_trial_row(study.study_name, experiment, key_metric, t) for t in study.get_trials(deepcopy=False)
+    attrs = study.user_attrs
+    rows = [_trial_row(study.study_name, experiment, key_metric, t, attrs) for t in study.get_trials(deepcopy=False)
             if t.state.name in FINISHED]
     store.record_trials(rows)
     return len(rows)
@@ -216,7 +327,7 @@ def run(sweep: Sweep, candidate: QLoRA, *, name: str, experiment: str, key_metri
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # the harness logs each trial itself
     budget = trials or sweep.trials
-    study = load_study(name, storage, sweep)
+    study = load_study(name, storage, sweep, key_metric)
     mirror(store, study, experiment, key_metric)
 
     def objective(trial) -> float:
@@ -245,7 +356,7 @@ def run(sweep: Sweep, candidate: QLoRA, *, name: str, experiment: str, key_metri
         return result.value
 
     def after(study_, trial) -> None:
-        mirror_one = _trial_row(study_.study_name, experiment, key_metric, trial)
+        mirror_one = _trial_row(study_.study_name, experiment, key_metric, trial, study_.user_attrs)
         store.record_trials([mirror_one])
         if trial.state == TrialState.COMPLETE:
             log(f"{experiment}: sweep trial #{trial.number} complete: {key_metric} {trial.value:.4f} on val "

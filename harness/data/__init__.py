@@ -14,6 +14,7 @@ duplicates and keeps rows with the same input together, so no row sits on both s
 
   samples    Sample, Check, Dataset, Splits          formats  the row formats, row -> Sample, column mappings
   read       load: JSONL/CSV/TSV, line by line       near     near-duplicate pairs (MinHash/LSH; numpy)
+  tables     Parquet, save_to_disk folders, datasets objects, row by row
   checks     quality and leakage checks, CHECKS      pii      personal data: find, redact, redact_file
   splitting  infer_task, split, hashes, labels       stage    prepare: the whole data stage
   sealed     the test split, unreadable until final scoring
@@ -24,8 +25,8 @@ from harness.data.pii import find_pii, redact, redact_file
 from harness.data.read import load
 from harness.data.samples import Check, Dataset, Sample, Splits
 from harness.data.splitting import content_hash, infer_task, labels, split
-from harness.data.stage import DataStage, prepare
+from harness.data.stage import DataStage, given_splits, prepare, sha256_of
 
 __all__ = ["CHECKS", "DATASET_KINDS", "NEAR_THRESHOLD", "SIZE_GUIDE", "Check", "DataStage", "Dataset",
-           "Sample", "Splits", "content_hash", "find_pii", "infer_task", "labels", "leakage_checks", "load",
-           "parse_columns", "prepare", "quality_checks", "redact", "redact_file", "split"]
+           "Sample", "Splits", "content_hash", "find_pii", "given_splits", "infer_task", "labels", "leakage_checks",
+           "load", "parse_columns", "prepare", "quality_checks", "redact", "redact_file", "sha256_of", "split"]

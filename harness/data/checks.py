@@ -313,13 +313,25 @@ def quality_checks(dataset: Dataset, kind: str, *, labels: list[str] | None = No
         if result is not None:
             result.seconds = time.perf_counter() - started
             checks.append(result)
-    return checks
+    return [in_units(c, dataset.unit) for c in checks]
 
 
-def leakage_checks(splits: Splits, *, near_threshold: float = NEAR_THRESHOLD) -> list[Check]:
+def in_units(check: Check, unit: str) -> Check:
+    """The check worded in the data's unit: the checks count file lines, a table's numbers are rows."""
+    if unit != "line":
+        check.message = _LINE.sub(unit, check.message)
+        check.examples = [(n, _LINE.sub(unit, note)) for n, note in check.examples]
+    return check
+
+
+_LINE = re.compile(r"\bline\b")
+
+
+def leakage_checks(splits: Splits, *, near_threshold: float = NEAR_THRESHOLD, unit: str = "line") -> list[Check]:
     """Val/test rows whose input repeats a train row's: exactly (error) or nearly (warning).
 
-    `lines` are the offending val/test rows; `twins` maps each to its train twin's line.
+    `lines` are the offending val/test rows; `twins` maps each to its train twin's line (or row:
+    `unit`, for tables).
     """
     started = time.perf_counter()
     train: dict[str, Sample] = {}
@@ -332,7 +344,7 @@ def leakage_checks(splits: Splits, *, near_threshold: float = NEAR_THRESHOLD) ->
     started = time.perf_counter()
     near = _near_leakage(train, [(part, s) for part, s in held if s.norm_input not in train], near_threshold)
     near.seconds = time.perf_counter() - started
-    return [exact, near]
+    return [in_units(exact, unit), in_units(near, unit)]
 
 
 def _where(part: str, s: Sample, t: Sample) -> str:

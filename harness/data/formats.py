@@ -5,6 +5,9 @@
   Alpaca          {"instruction": ..., "input": ..., "output": ...}
   classification  {"text": ..., "label": ...}
   OpenAI evals    {"input": [messages] | str, "ideal": str | [str, ...]}
+  prompt/completion  trl's standard: {"prompt": str | [messages], "completion": str | [one assistant message]}
+  ShareGPT        {"conversations": [{"from": "system"|"human"|"gpt", "value": ...}, ...], "system": optional}
+                  (axolotl's and LLaMA-Factory's; "user"/"assistant" are accepted as `from` too)
   columns         any JSONL, CSV or TSV rows, read through a mapping: {"input": "question", "output": "answer"}
 """
 from __future__ import annotations
@@ -14,9 +17,14 @@ import re
 from harness.data.samples import Sample
 from harness.errors import DataError
 
-FORMATS = ("openai_chat", "anthropic", "alpaca", "classification", "openai_evals", "columns")
+FORMATS = ("openai_chat", "anthropic", "alpaca", "classification", "openai_evals", "prompt_completion", "sharegpt",
+           "columns")
 REQUIRED_KEYS = {"openai_chat": ("messages",), "anthropic": ("messages",), "alpaca": ("instruction", "output"),
-                 "classification": ("text", "label"), "openai_evals": ("input", "ideal")}
+                 "classification": ("text", "label"), "openai_evals": ("input", "ideal"),
+                 "prompt_completion": ("prompt", "completion"), "sharegpt": ("conversations",)}
+# ShareGPT's speakers as the chat roles they stand for (the names FastChat, axolotl and LLaMA-Factory write)
+SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
+                  "chatgpt": "assistant", "bard": "assistant", "bing": "assistant", "model": "assistant"}
 COLUMN_ROLES = ("input", "output", "system")
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -45,6 +53,10 @@ def _text(content, where: str) -> str:
 def detect_format(row: dict) -> str | None:
     if "messages" in row:
         return "anthropic" if "system" in row else "openai_chat"
+    if "conversations" in row:
+        return "sharegpt"
+    if "prompt" in row and "completion" in row:
+        return "prompt_completion"
     if "instruction" in row and "output" in row:
         return "alpaca"
     if "text" in row and "label" in row:
@@ -67,6 +79,39 @@ def _messages(raw, where: str, allowed=("system", "user", "assistant")) -> list[
             raise RowError("bad_role", f"{where}[{i}] has role {m['role']!r}; expected one of {', '.join(allowed)}")
         out.append((m["role"], _text(m["content"], f"{where}[{i}]")))
     return out
+
+
+def _sharegpt(raw, system) -> list[tuple[str, str]]:
+    if not isinstance(raw, list):
+        raise RowError("wrong_type", f"'conversations' must be a list of turns (got {type(raw).__name__})")
+    if not raw:
+        raise RowError("empty_content", "'conversations' is an empty list")
+    out = [("system", _text(system, "system"))] if isinstance(system, str) and system.strip() else []
+    for i, turn in enumerate(raw):
+        if not isinstance(turn, dict) or "from" not in turn or "value" not in turn:
+            raise RowError("missing_keys", f"conversations[{i}] needs 'from' and 'value'")
+        role = SHAREGPT_ROLES.get(turn["from"]) if isinstance(turn["from"], str) else None
+        if role is None:
+            raise RowError("bad_role", f"conversations[{i}] is from {turn['from']!r}; expected one of "
+                                       f"{', '.join(SHAREGPT_ROLES)} (tool calls and observations are not supported)")
+        out.append((role, _text(turn["value"], f"conversations[{i}]")))
+    return out
+
+
+def _prompt_completion(row: dict) -> tuple[list[tuple[str, str]], str]:
+    """trl's prompt/completion rows: both strings (standard) or both message lists (conversational)."""
+    prompt, completion = row["prompt"], row["completion"]
+    if isinstance(prompt, str) and isinstance(completion, str):
+        return [("user", prompt)], completion
+    if isinstance(prompt, list) and isinstance(completion, list):
+        turns = _messages(prompt, "prompt")
+        reply = _messages(completion, "completion")
+        if len(reply) != 1 or reply[0][0] != "assistant":
+            raise RowError("last_message", f"'completion' must be one assistant message (got "
+                                           f"{', '.join(r for r, _ in reply)})")
+        return turns, reply[0][1]
+    raise RowError("wrong_type", f"'prompt' and 'completion' must both be strings or both be lists of messages "
+                                 f"(got {type(prompt).__name__} and {type(completion).__name__})")
 
 
 def _string(row: dict, key: str, what: str | None = None) -> str:
@@ -117,6 +162,13 @@ def to_sample(row: dict, fmt: str, line: int = 0, source: str = "", columns: dic
         if not isinstance(ideal, str):
             raise RowError("wrong_type", "'ideal' must be a string or a non-empty list of strings")
         answer = ideal
+    elif fmt == "prompt_completion":
+        prompt, answer = _prompt_completion(row)
+    elif fmt == "sharegpt":
+        msgs = _sharegpt(row["conversations"], row.get("system"))
+        if msgs[-1][0] != "assistant":
+            raise RowError("last_message", f"the last turn must be from gpt, the assistant (got {msgs[-1][0]!r})")
+        prompt, answer = msgs[:-1], msgs[-1][1]
     elif fmt == "columns":
         prompt, answer = _from_columns(row, columns or {})
     else:

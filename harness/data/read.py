@@ -1,9 +1,11 @@
-"""Reading a JSONL, CSV or TSV file into a `Dataset`: `load`.
+"""Reading data into a `Dataset`: `load` takes a JSONL, CSV or TSV file, or a table (a Parquet
+file, a `save_to_disk` folder or a `datasets.Dataset`: harness/data/tables.py).
 
-Rows are parsed line by line, so every problem is reported with its line: a byte order mark,
+Text files are parsed line by line, so every problem is reported with its line: a byte order mark,
 invalid UTF-8 or an escaped lone surrogate, NaN and Infinity, a file cut off mid-row, lines too
 long, broken CSV quoting, rows in no format or in several, header rows inside the data. Rows
 that cannot be used become error-level checks (`FILE_CHECKS`) instead of stopping the read.
+A table's rows go through the same checks, numbered by row.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
+from harness.data import tables
 from harness.data.formats import REQUIRED_KEYS, RowError, column_mapping, detect_format, to_sample
 from harness.data.samples import Check, Dataset, Sample
 from harness.errors import DataError
@@ -168,27 +171,37 @@ def read_bytes(path: Path) -> bytes:
     if not path.exists():
         raise DataError(f"data file {path} not found; check the path in the spec (relative to the project root)")
     if not path.is_file():
-        raise DataError(f"data file {path} is not a file; point to a .jsonl, .csv or .tsv file")
+        raise DataError(f"data file {path} is not a file; point to a .jsonl, .csv, .tsv or .parquet file, or a "
+                        f"folder written by Dataset.save_to_disk")
     try:
         return path.read_bytes()
     except OSError as e:
         raise DataError(f"data file {path} cannot be read ({e.strerror or e}); check its permissions") from None
 
 
-def load(path: str | Path, *, max_rows: int | None = None, columns: dict | None = None,
+def load(source, *, max_rows: int | None = None, columns: dict | None = None,
          max_line_bytes: int = MAX_LINE_BYTES) -> Dataset:
-    """Read a JSONL, CSV or TSV file into a Dataset; rows that cannot be used become error-level checks.
+    """Read a JSONL, CSV, TSV or Parquet file, a `save_to_disk` folder or a `datasets.Dataset` into a
+    Dataset; rows that cannot be used become error-level checks.
 
     columns: a mapping {"input": column(s), "output": column, "system": column} for rows in no
     chat format (e.g. {"input": "question", "output": "right_answer"}); see `parse_columns`.
     """
     started = time.perf_counter()
-    path = Path(path)
-    raw = read_bytes(path)
-    sha = hashlib.sha256(raw).hexdigest()
     mapping = column_mapping(columns) if columns else None
     found = _Findings()
-    kept, unmatched = _samples(_rows(path, raw, found, max_line_bytes), found, mapping, path.name, max_rows)
+    tables.refuse_unsupported(source, "data")
+    if tables.is_table(source):
+        name, sha, numbered = tables.read(source, "data")
+        rows, unit = _table_rows(numbered, found, max_line_bytes), "row"
+        label = Path(name).name if isinstance(source, (str, Path)) else name
+    else:
+        path = Path(source)
+        raw = read_bytes(path)
+        name, sha, rows, unit, label = str(path), hashlib.sha256(raw).hexdigest(), \
+            _rows(path, raw, found, max_line_bytes), "line", path.name
+    what = f"data file {name}" if isinstance(source, (str, Path)) else f"data {name}"
+    kept, unmatched = _samples(rows, found, mapping, label, max_rows)
     formats = Counter(f for f, _ in kept)
     if formats["anthropic"] and formats["openai_chat"]:
         # a chat without any system message is valid in both formats: it follows the file's rows that have one
@@ -197,22 +210,34 @@ def load(path: str | Path, *, max_rows: int | None = None, columns: dict | None 
     fmt = formats.most_common(1)[0][0] if formats else "unknown"
     if unmatched and not formats:
         keys = ", ".join(k for k, _ in Counter(k for _, row in unmatched for k in map(str, row)).most_common(8))
-        raise DataError(f"data file {path}: no row is in a known format (keys seen: {keys}); map the columns, e.g. "
+        raise DataError(f"{what}: no row is in a known format (keys seen: {keys}); map the columns, e.g. "
                         f"--columns input=question,output=answer (CLI) or load(path, columns={{...}})")
     for number, row in unmatched:
         missing = [k for k in REQUIRED_KEYS[fmt] if k not in row]
         found.add("missing_keys", number, f"missing key(s) {', '.join(map(repr, missing or REQUIRED_KEYS[fmt]))} "
                                           f"(the file is {fmt})")
     others = sorted(s.line for f, s in kept if f != fmt)
-    checks = _load_checks(found, max_line_bytes)
+    checks = _load_checks(found, max_line_bytes, unit)
     if others:
         checks.append(Check("mixed_formats", "error", f"rows in several formats {dict(formats)}; use one format per "
-                                                      f"file (first other at line {others[0]})", others,
+                                                      f"file (first other at {unit} {others[0]})", others,
                             examples=[(n, "not " + fmt) for n in others[:50]]))
     samples = [s for f, s in kept if f == fmt]
     if not samples and not checks:
-        raise DataError(f"data file {path} has no rows; add JSONL rows in one of the supported formats")
-    return Dataset(str(path), fmt, samples, sha, checks, seconds=time.perf_counter() - started)
+        raise DataError(f"{what} has no rows; add rows in one of the supported formats (docs/data-checks.md)")
+    return Dataset(name, fmt, samples, sha, checks, seconds=time.perf_counter() - started, unit=unit)
+
+
+def _table_rows(numbered, found: _Findings, max_line_bytes: int):
+    """A table's rows as a JSONL line would parse: nulls dropped, NaN and overlong rows found."""
+    for number, row in numbered:
+        row = tables.present(row)
+        if (chars := tables.size(row)) > max_line_bytes:
+            found.add("long_line", number, f"{chars:,} characters")
+        if bad := tables.non_finite(row):
+            found.add("nan_infinity", number, f"{bad}; JSON has no NaN: write null or a string")
+            continue
+        yield number, row
 
 
 def _rows(path: Path, raw: bytes, found: _Findings, max_line_bytes: int):
@@ -255,7 +280,7 @@ def _samples(rows, found: _Findings, mapping: dict | None, source: str, max_rows
     return kept, unmatched
 
 
-def _load_checks(found: _Findings, max_line_bytes: int) -> list[Check]:
+def _load_checks(found: _Findings, max_line_bytes: int, unit: str = "line") -> list[Check]:
     checks = []
     for name, lines in found.lines.items():
         lines = sorted(lines)
@@ -266,13 +291,14 @@ def _load_checks(found: _Findings, max_line_bytes: int) -> list[Check]:
             message = "the file starts with a UTF-8 byte order mark; it is skipped (save as UTF-8 without BOM)"
         elif name == "long_line":
             examples.sort(key=lambda e: -int(re.sub(r"\D", "", e[1])))
-            message = (f"{len(lines)} line(s) longer than {max_line_bytes:,} bytes (longest at line {examples[0][0]}, "
-                       f"{examples[0][1]}); look for rows glued together or whole documents in one field")
+            message = (f"{len(lines)} {unit}(s) longer than {max_line_bytes:,} bytes (longest at {unit} "
+                       f"{examples[0][0]}, {examples[0][1]}); look for rows glued together or whole documents in "
+                       f"one field")
         elif name == "header_row":
-            message = (f"{len(lines)} header row(s) inside the data (first at line {first}: its values repeat the "
+            message = (f"{len(lines)} header row(s) inside the data (first at {unit} {first}: its values repeat the "
                        f"column names); delete them")
         else:
-            message = f"{len(lines)} row(s) unusable; first at line {first}: {notes[first]}"
+            message = f"{len(lines)} row(s) unusable; first at {unit} {first}: {notes[first]}"
         checks.append(Check(name, FILE_CHECKS[name][0], message, lines, examples=examples))
     order = list(FILE_CHECKS)
     return sorted(checks, key=lambda c: order.index(c.name))

@@ -86,6 +86,7 @@ class Dataset:
     sha256: str
     checks: list[Check] = field(default_factory=list)
     seconds: float = 0.0  # time load() took
+    unit: str = "line"  # what a Check's numbers count: file lines, or rows of a table (Parquet, datasets)
 
     @property
     def errors(self) -> list[Check]:

@@ -9,11 +9,12 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.data import splitting
+from harness.data import splitting, tables
 from harness.data.checks import NEAR_THRESHOLD, leakage_checks, quality_checks
-from harness.data.read import load
+from harness.data.read import load, read_bytes
 from harness.data.samples import Check, Dataset, Sample, Splits
 from harness.errors import DataError
+from harness.spec.sources import split_name
 
 
 @dataclass
@@ -21,7 +22,7 @@ class DataStage:
     """An experiment's data, read, checked and split: what `prepare` returns."""
 
     name: str | None  # the experiment's, for error messages
-    path: str  # the data as given: one file, or the dict of split files
+    path: str  # the data as given: one file or folder, the dict of split files, or what a datasets object was
     sha256: str  # the file's SHA-256; for split files, the SHA-256 of theirs joined in order
     datasets: dict[str, Dataset]  # {"data": the file}, or {"train": ..., "val": ..., "test": ...}
     samples: list[Sample]  # every row read, file after file
@@ -51,25 +52,14 @@ class DataStage:
         return None
 
 
-def prepare(source: str | Path | dict, *, root: str | Path = ".", split: tuple, seed: int, task: str | None = None,
+def prepare(source, *, root: str | Path = ".", split: tuple, seed: int, task: str | None = None,
             kind: str | None = None, allowed_labels: list[str] | None = None, max_rows: int | None = None,
             columns: dict | None = None, near_threshold: float = NEAR_THRESHOLD, name: str | None = None,
             judged: frozenset[str] | set[str] = frozenset()) -> DataStage:
-    """Read `source` (one file, or {"train": ..., "val": ..., "test": ...}, relative to `root`), then,
+    """Read `source` (one file, or {"train": ..., "val": ..., "test": ...}, relative to `root`; a
+    `datasets` object or folder, see `given_splits`), then,
     in this order: infer the task, run the quality checks, split, run the leakage checks, and find the
     val/test labels train lacks. Nothing past reading raises: see `DataStage.refusal`.
-
-    Replaces, in harness/_engine/prepare.py, `_load_data` and the data part of `prepare` (from the
-    `_load_data` call to the "appear in val/test but never in train" check) with
-
-        stage = data.prepare(experiment.data, root=root, split=experiment.split, seed=experiment.seed,
-                             task=experiment.task, max_rows=experiment.max_rows,
-                             columns=experiment.columns, name=experiment.name)
-
-    and `stage.path, sha256, checks, task, splits, labels` for its `data_path, data_sha, checks, task,
-    splits, labels`. The engine keeps its data_quality gate, then raises `DataError(stage.refusal)`
-    when there is one (to keep today's order exactly, raise `stage.split_error` before recording the
-    checks). Also replaces the chain in harness/cli.py `_data_check`, which passes the spec's default split.
 
     As the engine does: one file is quality-checked, and split only when no check so far is an
     error; split files are the splits, with no quality checks.
@@ -84,20 +74,21 @@ def prepare(source: str | Path | dict, *, root: str | Path = ".", split: tuple, 
         (`Experiment.fresh_test`): they may go to train or val, never to test. Empty: the usual split.
     """
     root = Path(root)
+    source = given_splits(source, name or "data", root)
     if name is not None:
         for path in source.values() if isinstance(source, dict) else [source]:
-            if not (root / path).is_file():
+            if isinstance(path, (str, Path)) and not (root / path).is_file() and not tables.is_table(root / path):
                 raise DataError(f"{name}: data file {path} not found; check the path in the spec "
                                 f"(paths are relative to the project root, {root})")
     splits = None
     if isinstance(source, dict):
-        datasets = {part: load(root / path, max_rows=max_rows, columns=columns) for part, path in source.items()}
+        datasets = {part: load(_at(root, path), max_rows=max_rows, columns=columns) for part, path in source.items()}
         sha = hashlib.sha256("".join(d.sha256 for d in datasets.values()).encode()).hexdigest()
         test = datasets["test"].samples
         splits = Splits(datasets["train"].samples, datasets["val"].samples if "val" in datasets else [], test,
                         splitting.content_hash(test))
     else:
-        datasets = {"data": load(root / source, max_rows=max_rows, columns=columns)}
+        datasets = {"data": load(_at(root, source), max_rows=max_rows, columns=columns)}
         sha = datasets["data"].sha256
     samples = [s for d in datasets.values() for s in d.samples]
 
@@ -112,13 +103,54 @@ def prepare(source: str | Path | dict, *, root: str | Path = ".", split: tuple, 
     if splits is None and not any(c.level == "error" for c in so_far):
         try:
             splits = splitting.split(samples, split, seed=seed, stratify=task == "classification", judged=judged,
-                                     source=f"data file {source}")
+                                     source=_what(source))
         except DataError as e:
             split_error = str(e)
-    leakage = leakage_checks(splits, near_threshold=near_threshold) if splits is not None else []
+    unit = "row" if all(d.unit == "row" for d in datasets.values()) else "line"
+    leakage = leakage_checks(splits, near_threshold=near_threshold, unit=unit) if splits is not None else []
     labels, unseen = [], []
     if task == "classification" and splits is not None:
         labels = splitting.labels(splits.train)
         unseen = sorted({s.answer.strip() for s in splits.test + splits.val} - set(labels))
-    return DataStage(name, str(source), sha, datasets, samples, task, kind, quality, leakage, splits, split_error,
+    shown = {k: tables.describe(v) for k, v in source.items()} if isinstance(source, dict) else tables.describe(source)
+    return DataStage(name, str(shown), sha, datasets, samples, task, kind, quality, leakage, splits, split_error,
                      labels, unseen)
+
+
+def given_splits(source, where: str, root: Path = Path(".")):
+    """The data as one source, or as {"train", "val", "test"}: a dict's keys read through
+    `split_name` (validation, valid, dev: val), a DatasetDict (object or saved folder) as its splits."""
+    tables.refuse_unsupported(source, where)
+    if tables.is_split_table(_at(root, source)):  # before dict: a DatasetDict is one
+        return tables.splits(_at(root, source), where)
+    if isinstance(source, dict):
+        out = {}
+        for key, part in source.items():
+            canonical = split_name(key)
+            if canonical is None or canonical in out:
+                raise DataError(f"{where}: data dict keys must be train, test and optionally one validation split "
+                                f"(val, validation, valid or dev); got {', '.join(map(str, source))}")
+            tables.refuse_unsupported(part, where)
+            out[canonical] = part
+        if "train" not in out or "test" not in out:
+            raise DataError(f"{where}: data dict needs train and test splits (got {', '.join(map(str, source))})")
+        return out
+    return source
+
+
+def sha256_of(source, root: Path = Path(".")) -> str:
+    """The SHA-256 `prepare` records for one source (a file's bytes; a folder's or object's rows),
+    without checking it."""
+    source = _at(root, source)
+    if tables.is_table(source):
+        return tables.read(source, "data")[1]
+    return hashlib.sha256(read_bytes(Path(source))).hexdigest()
+
+
+def _what(source) -> str:
+    return f"data file {source}" if isinstance(source, (str, Path)) else f"data {tables.describe(source)}"
+
+
+def _at(root: Path, source):
+    """A path relative to the project root; a datasets object as it is."""
+    return root / source if isinstance(source, (str, Path)) else source

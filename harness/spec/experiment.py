@@ -14,6 +14,7 @@ from typing import Any
 
 from harness.errors import SpecError
 from harness.spec.baselines import Baseline
+from harness.spec.sources import describe, is_datasets, split_name
 
 TASKS = ("classification", "generation")
 # key metrics whose zero is not "no skill": a ratio over them depends on an arbitrary offset
@@ -193,12 +194,25 @@ class Sweep:
         return f"Sweep({self.config()})"
 
 
+_DATASETS_CLASSES = ("Dataset", "DatasetDict", "IterableDataset", "IterableDatasetDict")
+
+
+def _plain_data(value):
+    """The data field as JSON: paths as strings, a datasets object as what it was (rows, fingerprint)."""
+    if isinstance(value, dict) and not is_datasets(value):  # a DatasetDict is a dict too
+        return {k: _plain_data(v) for k, v in value.items()}
+    return describe(value)
+
+
 @dataclass(frozen=True)
 class Experiment:
     """One question: does `candidate` beat the best of `baselines` on `data`, by `threshold`?
 
     name: identifier used in pytest node ids, the store and report file names.
-    data: a JSONL file (split seeded by the harness), or {"train": ..., "val": ..., "test": ...}.
+    data: one file (JSONL, CSV, TSV or Parquet) or `save_to_disk` folder, split by the harness; or the
+        splits, {"train": ..., "val": ..., "test": ...} ("validation", "valid" or "dev" for val); or
+        a `datasets.Dataset` (split by the harness) or `DatasetDict` (its splits). Formats:
+        docs/data-checks.md.
     model: "smollm2-135m-instruct" (embedded, offline), a Hugging Face id, or a local directory.
     metric: the key metric the gates compare ("accuracy", "exact_match", "rouge", ...).
     task: "classification" or "generation"; inferred from the data when left out.
@@ -298,13 +312,15 @@ class Experiment:
         if not isinstance(self.name, str) or not NAME_PATTERN.match(self.name):
             raise SpecError(f"{where}: name must be 1-64 letters, digits, '_', '-' or '.', starting with a "
                             f"letter or digit (got {self.name!r})")
-        if not isinstance(self.data, (str, Path, dict)):
-            raise SpecError(f"{where}: data must be a path or a dict of split paths (got {type(self.data).__name__})")
-        if isinstance(self.data, dict):
-            unknown = set(self.data) - {"train", "val", "test"}
-            if unknown or "train" not in self.data or "test" not in self.data:
-                raise SpecError(f"{where}: data dict needs keys 'train' and 'test' (and optionally 'val'), "
-                                f"got {sorted(self.data)}")
+        if not isinstance(self.data, (str, Path, dict)) and not is_datasets(self.data, *_DATASETS_CLASSES):
+            raise SpecError(f"{where}: data must be a path (JSONL, CSV, TSV, Parquet or a save_to_disk folder), a dict "
+                            f"of split paths, or a datasets Dataset/DatasetDict (got {type(self.data).__name__})")
+        if isinstance(self.data, dict) and not is_datasets(self.data):
+            canonical = [split_name(k) for k in self.data]
+            if None in canonical or len(set(canonical)) != len(canonical) or not {"train", "test"} <= set(canonical):
+                raise SpecError(f"{where}: data dict needs keys 'train' and 'test' and optionally one validation split "
+                                f"('val', 'validation', 'valid' or 'dev'), got {sorted(map(str, self.data))}")
+            object.__setattr__(self, "data", {split_name(k): v for k, v in self.data.items()})
         if self.task is not None and self.task not in TASKS:
             raise SpecError(f"{where}: task must be one of {', '.join(TASKS)} (got {self.task!r})")
         if not self.baselines:
@@ -359,7 +375,7 @@ class Experiment:
                             f"(got {self.looks!r}); e.g. looks=3")
         if not isinstance(self.fresh_test, bool):
             raise SpecError(f"{where}: fresh_test must be True or False (got {self.fresh_test!r})")
-        if self.fresh_test and isinstance(self.data, dict):
+        if self.fresh_test and isinstance(self.data, dict):  # a DatasetDict is a dict too
             raise SpecError(f"{where}: fresh_test draws the test split from one data file, but data names split "
                             f"files; give a new test file instead, or a single data file")
 
@@ -381,6 +397,8 @@ class Experiment:
                 value = [b.config() for b in value]
             elif f.name in ("candidate", "sweep"):
                 value = value.config() if value else None
+            elif f.name == "data":
+                value = _plain_data(value)
             elif isinstance(value, Path):
                 value = str(value)
             elif isinstance(value, tuple):
