@@ -13,7 +13,7 @@ from functools import cached_property
 
 from harness.data.pii import PII_KINDS, find_pii
 from harness.data.read import FILE_CHECKS
-from harness.data.samples import Check, Dataset, Sample, Splits, simplify
+from harness.data.samples import Check, Dataset, Sample, Splits, in_units, simplify
 from harness.errors import DataError
 
 NEAR_THRESHOLD = 0.7  # Jaccard of 5-byte shingles; adding one word to a 60-character headline scores ~0.72
@@ -314,17 +314,6 @@ def quality_checks(dataset: Dataset, kind: str, *, labels: list[str] | None = No
             result.seconds = time.perf_counter() - started
             checks.append(result)
     return [in_units(c, dataset.unit) for c in checks]
-
-
-def in_units(check: Check, unit: str) -> Check:
-    """The check worded in the data's unit: the checks count file lines, a table's numbers are rows."""
-    if unit != "line":
-        check.message = _LINE.sub(unit, check.message)
-        check.examples = [(n, _LINE.sub(unit, note)) for n, note in check.examples]
-    return check
-
-
-_LINE = re.compile(r"\bline\b")
 
 
 def leakage_checks(splits: Splits, *, near_threshold: float = NEAR_THRESHOLD, unit: str = "line") -> list[Check]:

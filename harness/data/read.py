@@ -21,7 +21,7 @@ from pathlib import Path
 
 from harness.data import tables
 from harness.data.formats import REQUIRED_KEYS, RowError, column_mapping, detect_format, to_sample
-from harness.data.samples import Check, Dataset, Sample
+from harness.data.samples import Check, Dataset, Sample, in_units
 from harness.errors import DataError
 
 MAX_LINE_BYTES = 1 << 16  # 64 KiB ~ 16k tokens at ~4 bytes a token: past the context of the models tuned here
@@ -200,7 +200,7 @@ def load(source, *, max_rows: int | None = None, columns: dict | None = None,
         raw = read_bytes(path)
         name, sha, rows, unit, label = str(path), hashlib.sha256(raw).hexdigest(), \
             _rows(path, raw, found, max_line_bytes), "line", path.name
-    what = f"data file {name}" if isinstance(source, (str, Path)) else f"data {name}"
+    what = tables.named(source)
     kept, unmatched = _samples(rows, found, mapping, label, max_rows)
     formats = Counter(f for f, _ in kept)
     if formats["anthropic"] and formats["openai_chat"]:
@@ -217,11 +217,12 @@ def load(source, *, max_rows: int | None = None, columns: dict | None = None,
         found.add("missing_keys", number, f"missing key(s) {', '.join(map(repr, missing or REQUIRED_KEYS[fmt]))} "
                                           f"(the file is {fmt})")
     others = sorted(s.line for f, s in kept if f != fmt)
-    checks = _load_checks(found, max_line_bytes, unit)
+    checks = _load_checks(found, max_line_bytes)
     if others:
         checks.append(Check("mixed_formats", "error", f"rows in several formats {dict(formats)}; use one format per "
-                                                      f"file (first other at {unit} {others[0]})", others,
+                                                      f"file (first other at line {others[0]})", others,
                             examples=[(n, "not " + fmt) for n in others[:50]]))
+    checks = [in_units(c, unit) for c in checks]
     samples = [s for f, s in kept if f == fmt]
     if not samples and not checks:
         raise DataError(f"{what} has no rows; add rows in one of the supported formats (docs/data-checks.md)")
@@ -280,7 +281,7 @@ def _samples(rows, found: _Findings, mapping: dict | None, source: str, max_rows
     return kept, unmatched
 
 
-def _load_checks(found: _Findings, max_line_bytes: int, unit: str = "line") -> list[Check]:
+def _load_checks(found: _Findings, max_line_bytes: int) -> list[Check]:
     checks = []
     for name, lines in found.lines.items():
         lines = sorted(lines)
@@ -291,14 +292,13 @@ def _load_checks(found: _Findings, max_line_bytes: int, unit: str = "line") -> l
             message = "the file starts with a UTF-8 byte order mark; it is skipped (save as UTF-8 without BOM)"
         elif name == "long_line":
             examples.sort(key=lambda e: -int(re.sub(r"\D", "", e[1])))
-            message = (f"{len(lines)} {unit}(s) longer than {max_line_bytes:,} bytes (longest at {unit} "
-                       f"{examples[0][0]}, {examples[0][1]}); look for rows glued together or whole documents in "
-                       f"one field")
+            message = (f"{len(lines)} line(s) longer than {max_line_bytes:,} bytes (longest at line {examples[0][0]}, "
+                       f"{examples[0][1]}); look for rows glued together or whole documents in one field")
         elif name == "header_row":
-            message = (f"{len(lines)} header row(s) inside the data (first at {unit} {first}: its values repeat the "
+            message = (f"{len(lines)} header row(s) inside the data (first at line {first}: its values repeat the "
                        f"column names); delete them")
         else:
-            message = f"{len(lines)} row(s) unusable; first at {unit} {first}: {notes[first]}"
+            message = f"{len(lines)} row(s) unusable; first at line {first}: {notes[first]}"
         checks.append(Check(name, FILE_CHECKS[name][0], message, lines, examples=examples))
     order = list(FILE_CHECKS)
     return sorted(checks, key=lambda c: order.index(c.name))

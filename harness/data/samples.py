@@ -78,6 +78,17 @@ class Check:
     seconds: float = 0.0
 
 
+_LINE = re.compile(r"\bline\b")
+
+
+def in_units(check: Check, unit: str) -> Check:
+    """The check worded in the data's unit: the checks count file lines, a table's numbers are rows."""
+    if unit != "line":
+        check.message = _LINE.sub(unit, check.message)
+        check.examples = [(n, _LINE.sub(unit, note)) for n, note in check.examples]
+    return check
+
+
 @dataclass
 class Dataset:
     path: str

@@ -103,7 +103,7 @@ def prepare(source, *, root: str | Path = ".", split: tuple, seed: int, task: st
     if splits is None and not any(c.level == "error" for c in so_far):
         try:
             splits = splitting.split(samples, split, seed=seed, stratify=task == "classification", judged=judged,
-                                     source=_what(source))
+                                     source=tables.named(source))
         except DataError as e:
             split_error = str(e)
     unit = "row" if all(d.unit == "row" for d in datasets.values()) else "line"
@@ -145,10 +145,6 @@ def sha256_of(source, root: Path = Path(".")) -> str:
     if tables.is_table(source):
         return tables.read(source, "data")[1]
     return hashlib.sha256(read_bytes(Path(source))).hexdigest()
-
-
-def _what(source) -> str:
-    return f"data file {source}" if isinstance(source, (str, Path)) else f"data {tables.describe(source)}"
 
 
 def _at(root: Path, source):

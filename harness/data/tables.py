@@ -56,6 +56,11 @@ def refuse_unsupported(source, where: str) -> None:
                         f"Dataset.from_generator(lambda: (yield from data)) or data.take(n)")
 
 
+def named(source) -> str:
+    """How a message names the data: "data file PATH", or "data datasets.Dataset(...)"."""
+    return f"data file {source}" if isinstance(source, (str, Path)) else f"data {describe(source)}"
+
+
 def splits(source, where: str) -> dict:
     """{"train": ..., "val": ..., "test": ...} of a DatasetDict (object or saved folder): each part a
     Dataset or its folder, the split names read through `split_name` (validation, valid, dev: val)."""
